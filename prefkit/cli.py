@@ -65,11 +65,211 @@ def schemas_export(
 # import -------------------------------------------------------------------------------------------
 # (commands: `prefkit import toolemu`, `prefkit import toolemu-cases`)
 
+CasesOpt = Annotated[Path, typer.Option("--cases", help="ToolEmu's all_cases.json.")]
+ToolkitsOpt = Annotated[Path, typer.Option("--toolkits", help="ToolEmu's all_toolkits.json.")]
+
+
+def _print_import(counts: dict[str, int], out: Path) -> None:
+    _console().print(f"imported {', '.join(f'{n} {name}' for name, n in counts.items())} into {out}", highlight=False)
+
+
+@import_app.command("toolemu")
+def import_toolemu(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder of ToolEmu run files (searched recursively).")],
+    cases: CasesOpt,
+    toolkits: ToolkitsOpt,
+    out: OutOpt,
+    force: ForceOpt = False,
+) -> None:
+    """Import judged ToolEmu trajectories (trajectory + eval files) into a new run OUT."""
+    from prefkit.sources.toolemu import import_toolemu_runs, write_toolemu_import
+
+    result = import_toolemu_runs(runs_dir, cases_path=cases, toolkits_path=toolkits)
+    write_toolemu_import(result, out, force=force)
+    _print_import(result.counts(), out)
+
+
+@import_app.command("toolemu-cases")
+def import_toolemu_cases(
+    cases: Annotated[Path, typer.Argument(help="ToolEmu's all_cases.json.")],
+    toolkits: Annotated[Path, typer.Argument(help="ToolEmu's all_toolkits.json.")],
+    out: OutOpt,
+    force: ForceOpt = False,
+) -> None:
+    """Import ToolEmu's scenario suite alone (scenarios and toolkits tables) into a new run OUT."""
+    from prefkit.sources.toolemu import import_toolemu_cases as load_suite_import
+    from prefkit.sources.toolemu import write_toolemu_import
+
+    result = load_suite_import(cases, toolkits)
+    write_toolemu_import(result, out, force=force)
+    _print_import(result.counts(), out)
+
 
 # inspect ------------------------------------------------------------------------------------------
 
 
+@app.command("inspect")
+def inspect_run(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Summarize a run: counts, agents, finish reasons, flags, score histograms per metric and judge."""
+    from prefkit.inspect import print_summary, summarize_run
+    from prefkit.store import RunStore
+
+    summary = summarize_run(RunStore(run))
+    if as_json:
+        _print_json(summary)
+    else:
+        print_summary(summary, _console())
+
+
 # pair / validate ----------------------------------------------------------------------------------
+
+
+@app.command("pair")
+def pair(
+    run: Annotated[Path, typer.Argument(help="A run folder with judged trajectories (e.g. from `prefkit import`).")],
+    strategy: Annotated[str, typer.Option("--strategy", help="safety | helpfulness | both | average.")],
+    out: OutOpt,
+    min_gap: Annotated[float, typer.Option("--min-gap", help="Smallest chosen-rejected score gap.")] = 2,
+    min_chosen: Annotated[float, typer.Option("--min-chosen", help="Smallest chosen score.")] = 2,
+    first_metric: Annotated[str, typer.Option("--first-metric", help="both/average: helpfulness | safety.")] = "helpfulness",
+    aggregation: Annotated[str, typer.Option("--aggregation", help="Replicates: median (int()) | mean.")] = "median",
+    agreement: Annotated[str, typer.Option("--agreement", help="none | all_but_one | majority | exact.")] = "none",
+    judge: Annotated[str | None, typer.Option("--judge", help="Judge model, when the run has several.")] = None,
+    study_compatible: Annotated[bool, typer.Option("--study-compatible", help="Refuse beyond-the-study options.")] = False,
+    dedup: Annotated[bool, typer.Option("--dedup", help="Drop repeated trajectories of a scenario first.")] = False,
+    max_pairs_per_scenario: Annotated[int | None, typer.Option("--max-pairs-per-scenario")] = None,
+    max_chosen_reuse: Annotated[int | None, typer.Option("--max-chosen-reuse", help="Pairs one chosen may be in.")] = None,
+    ties: Annotated[str, typer.Option("--ties", help="skip (study) | second_metric.")] = "skip",
+    safety_floor: Annotated[float | None, typer.Option("--safety-floor", help="Chosen safety >= this.")] = None,
+    split_rule: Annotated[str, typer.Option("--split-rule", help="study | fraction.")] = "study",
+    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="fraction rule: share of test.")] = 0.5,
+    render: Annotated[str, typer.Option("--render", help="react | native.")] = "react",
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build preference pairs from RUN's judged trajectories and write PAIRS (pairs + TRL train/test rows)."""
+    from prefkit.pairing.pairs import pair_run
+
+    counts = pair_run(
+        run, out, force=force, strategy=strategy, min_gap=min_gap, min_chosen=min_chosen, first_metric=first_metric,
+        aggregation=aggregation, agreement=agreement, judge=judge, study_compatible=study_compatible, dedup=dedup,
+        max_pairs_per_scenario=max_pairs_per_scenario, max_chosen_reuse=max_chosen_reuse, ties=ties,
+        safety_floor=safety_floor, split_rule=split_rule, split_seed=split_seed, test_fraction=test_fraction,
+        rendering=render,
+    )
+    if as_json:
+        _print_json(counts)
+    else:
+        _console().print(f"[bold]{counts['pairs']}[/] {strategy} pairs over {counts['scenarios']} scenarios "
+                         f"(train {counts['train_pairs']}, test {counts['test_pairs']}) -> {out}", highlight=False)
+
+
+@app.command("validate")
+def validate(
+    pairs: Annotated[Path, typer.Argument(help="A `prefkit pair` output folder, or one rows .parquet file.")],
+    tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Local tokenizer folder (with a chat template).")],
+    max_length: Annotated[int, typer.Option("--max-length", help="Drop rows longer than this many tokens.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the kept rows here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check pair rows with TRL's own utilities; exit 1 if any row is invalid (length drops are not)."""
+    from prefkit.pairing.validate import summarize_reports, validate_pairs_path
+
+    summary = summarize_reports(validate_pairs_path(pairs, tokenizer=tokenizer, max_length=max_length, out=out))
+    if as_json:
+        _print_json(summary)
+    else:
+        _print_validation(summary)
+    if summary["invalid"]:
+        raise typer.Exit(code=1)
+
+
+def _print_validation(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    columns = ("rows", "valid", "kept", "invalid", "dropped_too_long", "max_tokens")
+    table = Table(*("file", *columns), title="pair rows checked against TRL")
+    for name, counts in summary["files"].items():
+        table.add_row(name, *(str(counts[c]) for c in columns))
+    _console().print(table)
+    for bad in summary["invalid_rows"][:20]:
+        _console().print(f"[red]invalid[/] {bad['file']} row {bad['index']}: {bad['reason']}", highlight=False)
+
+
+# build --------------------------------------------------------------------------------------------
+
+
+@app.command("build")
+def build(
+    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key.path=value.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the recipe's output_dir).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a recipe: import, pair, validate, audit, write the card (and publish). Safe to re-run and to kill."""
+    from prefkit.build import run_build
+    from prefkit.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_ or [])
+    progress = None if (quiet or json_) else _RichStages(_console())
+    summary = run_build(loaded, out=out, recipe_text=recipe.read_text(encoding="utf-8"), progress=progress)
+    if json_:
+        _print_json(summary)
+    elif not quiet:
+        _console().print(f"[bold green]built[/] {summary['out']}: " + ", ".join(
+            f"{name} {c['pairs']} pairs ({c['train_pairs']} train)" for name, c in summary["datasets"].items()))
+
+
+class _RichStages:
+    """Stage progress for `prefkit build`: a spinner while a stage runs, one line when it ends."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._status: Any = None
+
+    def stage(self, name: str, status: str, detail: str = "") -> None:
+        if status == "running":
+            self._status = self.console.status(f"{name} …")
+            self._status.start()
+            return
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        mark = "[green]✓[/]" if status == "done" else "[dim]↺ cached[/]"
+        self.console.print(f"{mark} {name} {detail}".rstrip(), highlight=False)
+
+
+# audit --------------------------------------------------------------------------------------------
+
+
+@app.command("audit")
+def audit(
+    pairs: Annotated[Path, typer.Argument(help="A pairs folder written by `prefkit pair`.")],
+    run: Annotated[Path | None, typer.Option("--run", help="The run the pairs came from (refusals, parse "
+                                             "failures, best-of-both).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where audit.json and plots/ go (default: PAIRS).")] = None,
+    thresholds: Annotated[Path | None, typer.Option("--thresholds", help="YAML limits (AuditThresholds, or a "
+                                                    "recipe with an `audit` section).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Audit a pairs folder's composition; exit 1 when a threshold is violated."""
+    from prefkit.audit import print_audit, run_audit
+
+    outcome = run_audit(pairs, run=run, out_dir=out, thresholds=thresholds)
+    if json_:  # the violations are in the JSON too; their messages also go to stderr
+        _print_json({**outcome.report.model_dump(mode="json"),
+                     "violations": [v.model_dump(mode="json") for v in outcome.violations]})
+        for violation in outcome.violations:
+            Console(stderr=True).print(f"audit failed: {violation.message}", highlight=False, soft_wrap=True)
+    else:
+        print_audit(outcome.report, _console(), outcome.violations)
+    if outcome.violations:
+        raise typer.Exit(code=1)
 
 
 def main(argv: list[str] | None = None) -> int:

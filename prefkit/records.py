@@ -347,7 +347,7 @@ class Judgment(Record):
 
 
 # --------------------------------------------------------------------------------------------------
-# Pairs and recipes (grown by the pairer and build stages)
+# Pairs (the build recipe lives in prefkit/recipe.py)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -376,13 +376,6 @@ class PreferencePair(Record):
     rejected_source: SourceRef | None = None
 
 
-class Recipe(Record):
-    """A build recipe. The fields grow with ``prefkit build``; for now: a name and an output folder."""
-
-    name: str = "prefkit-dataset"
-    output_dir: str = "out"
-
-
 RECORD_TYPES: dict[str, type[Record]] = {
     "Scenario": Scenario,
     "Toolkit": Toolkit,
@@ -391,6 +384,5 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "Trajectory": Trajectory,
     "Judgment": Judgment,
     "PreferencePair": PreferencePair,
-    "Recipe": Recipe,
 }
 """The record types whose JSON Schemas ``prefkit schemas export`` writes to ``schemas/``."""

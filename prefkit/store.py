@@ -33,7 +33,8 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 from pydantic import BaseModel
 
-from prefkit.records import SCHEMA_VERSION, PreferencePair, Record, Scenario, Judgment, Toolkit, Trajectory
+from prefkit.errors import PrefkitError
+from prefkit.records import SCHEMA_VERSION, Judgment, PreferencePair, Record, Scenario, Toolkit, Trajectory
 
 R = TypeVar("R", bound=Record)
 
@@ -51,8 +52,8 @@ TABLES: dict[str, type[Record]] = {
 MANIFEST = "manifest.json"
 
 
-class StoreError(Exception):
-    """A run directory that is missing, incomplete or of an unknown format."""
+class StoreError(PrefkitError):
+    """A run directory that is missing, incomplete or of an unknown format (exit code 2 in the CLI)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,6 +117,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are ordinary files
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -273,6 +275,7 @@ def new_run(path: str | os.PathLike[str], *, created_by: str, inputs: dict[str, 
         raise StoreError(f"{target} already exists and is not empty; choose another --out or pass --force")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a run directory is an ordinary folder
     try:
         store = RunStore(tmp)
         store.init_manifest(created_by=created_by, inputs=inputs)

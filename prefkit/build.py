@@ -1,0 +1,350 @@
+"""``prefkit build``: the stage graph from a recipe to an audited, documented (and published) dataset.
+
+Stages run in order; each is cached by a key that hashes its part of the recipe and the keys of the
+stages it reads from, so a re-run skips what is done and a changed section reruns only its stage and the
+ones after it::
+
+    source ─► pair[dataset] ─► validate[dataset] ─► audit ─► card ─► publish
+
+Layout of the output folder ``OUT`` (everything but ``.prefkit/`` is what goes to the Hub)::
+
+    OUT/README.md                                  the dataset card
+    OUT/data/<dataset>/<split>-00000-of-00001.parquet
+    OUT/plots/<dataset>/*.png                      audit plots
+    OUT/audit.json                                 the audit of every dataset
+    OUT/.prefkit/run/                              the run store (scenarios, trajectories, judgments)
+    OUT/.prefkit/pairs/<dataset>/                  the pairer's output
+    OUT/.prefkit/validated/<dataset>/              rows kept by validation
+    OUT/.prefkit/stages/<stage>.json               stage markers: the key a stage's outputs were made with
+
+Safe to kill: a stage writes each output atomically (temporary file or folder, then rename) and writes its
+marker last, so a killed stage has no marker and simply runs again, overwriting whatever it had written.
+Stages are deterministic, so an interrupted-then-resumed build ends byte-identical to an uninterrupted one.
+
+New stages (generation, judging) plug in by adding a ``Stage`` to ``stages_for``; no other stage changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from prefkit.errors import InputError, PrefkitError
+from prefkit.records import content_hash
+from prefkit.recipe import Recipe, recipe_yaml
+from prefkit.store import RunStore, file_sha256, tree_sha256, write_json_atomic
+
+WORK_DIR = ".prefkit"
+FAULT_ENV = "PREFKIT_FAULT_STAGE"
+"""Test hook: ``PREFKIT_FAULT_STAGE=<stage>`` kills the build with SIGKILL in the middle of that stage
+(after it wrote part of its outputs, before its marker), so tests can prove kill-and-re-run safety."""
+
+
+class BuildFailed(PrefkitError):
+    """A build that ran but did not pass (an audit threshold): exit code 1."""
+
+    exit_code = 1
+
+
+class Progress(Protocol):
+    """What the build reports to; the CLI passes a rich implementation, the library defaults to silence."""
+
+    def stage(self, name: str, status: str, detail: str = "") -> None: ...
+
+
+class _Silent:
+    def stage(self, name: str, status: str, detail: str = "") -> None:
+        return None
+
+
+@dataclass
+class BuildContext:
+    recipe: Recipe
+    out: Path
+    recipe_text: str
+    progress: Progress = field(default_factory=_Silent)
+    keys: dict[str, str] = field(default_factory=dict)
+    """Stage name -> the key its outputs were made with (filled as stages run or are found cached)."""
+    results: dict[str, Any] = field(default_factory=dict)
+    """Stage name -> its summary (what the marker stores)."""
+
+    @property
+    def work(self) -> Path:
+        return self.out / WORK_DIR
+
+    @property
+    def run_dir(self) -> Path:
+        return self.work / "run"
+
+    def pairs_dir(self, dataset: str) -> Path:
+        return self.work / "pairs" / dataset
+
+    def validated_dir(self, dataset: str) -> Path:
+        return self.work / "validated" / dataset
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cached step: ``key`` hashes everything its output depends on; ``run`` makes the output and
+    returns a JSON-able summary; ``outputs`` lists the paths that must exist for a cached result to count."""
+
+    name: str
+    key: Callable[[BuildContext], Any]
+    run: Callable[[BuildContext], dict[str, Any]]
+    outputs: Callable[[BuildContext], list[Path]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def fault_point(stage: str) -> None:
+    """Die here (SIGKILL, no cleanup) when the fault-injection hook names this stage."""
+    if os.environ.get(FAULT_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+
+
+def _fresh_tmp(target: Path) -> Path:
+    tmp = target.parent / f".{target.name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
+def _input_files(root: Path) -> list[Path]:
+    return sorted((p for p in root.rglob("*.jsonl") if p.is_file()), key=lambda p: p.relative_to(root).parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+
+
+def _source_key(ctx: BuildContext) -> Any:
+    src = ctx.recipe.source
+    runs, cases, toolkits = Path(src.path), Path(src.cases), Path(src.toolkits)
+    for label, path, want_dir in (("source.path", runs, True), ("source.cases", cases, False),
+                                  ("source.toolkits", toolkits, False)):
+        if not (path.is_dir() if want_dir else path.is_file()):
+            raise InputError(f"{'folder' if want_dir else 'file'} not found: {path}", field=label)
+    return {
+        "section": src.model_dump(mode="json", exclude={"path", "cases", "toolkits"}),
+        "runs": tree_sha256(runs, _input_files(runs)),
+        "cases": file_sha256(cases),
+        "toolkits": file_sha256(toolkits),
+    }
+
+
+def _source_run(ctx: BuildContext) -> dict[str, Any]:
+    from prefkit.sources.toolemu import import_toolemu_runs, write_toolemu_import
+
+    src = ctx.recipe.source
+    result = import_toolemu_runs(Path(src.path), cases_path=Path(src.cases), toolkits_path=Path(src.toolkits))
+    store = write_toolemu_import(result, ctx.run_dir, force=True)
+    fault_point("source")  # outputs written, marker not yet: the re-run must redo and overwrite them
+    return {"counts": store.counts()}
+
+
+def _pair_key(dataset: str) -> Callable[[BuildContext], Any]:
+    def key(ctx: BuildContext) -> Any:
+        spec = next(d for d in ctx.recipe.datasets if d.name == dataset)
+        return {"source": ctx.keys["source"], "config": spec.pair_config(ctx.recipe.split).model_dump(mode="json")}
+
+    return key
+
+
+def _pair_run(dataset: str) -> Callable[[BuildContext], dict[str, Any]]:
+    def run(ctx: BuildContext) -> dict[str, Any]:
+        from prefkit.pairing import build_pairs, write_pairs
+
+        spec = next(d for d in ctx.recipe.datasets if d.name == dataset)
+        config = spec.pair_config(ctx.recipe.split)
+        store = RunStore(ctx.run_dir)
+        result = build_pairs(store, config)
+        counts = write_pairs(result, store, config, ctx.pairs_dir(dataset), force=True)
+        fault_point("pair")
+        return {"counts": counts}
+
+    return run
+
+
+def _validate_key(dataset: str) -> Callable[[BuildContext], Any]:
+    def key(ctx: BuildContext) -> Any:
+        section = ctx.recipe.validation.model_dump(mode="json")
+        tok = ctx.recipe.validation.tokenizer
+        if tok is not None:
+            tok_path = Path(tok)
+            if not tok_path.is_dir():
+                raise InputError(f"tokenizer folder not found: {tok}", field="validation.tokenizer")
+            section["tokenizer"] = tree_sha256(tok_path, [p for p in tok_path.rglob("*") if p.is_file()])
+        return {"pair": ctx.keys[f"pair:{dataset}"], "validation": section}
+
+    return key
+
+
+def _validate_run(dataset: str) -> Callable[[BuildContext], dict[str, Any]]:
+    def run(ctx: BuildContext) -> dict[str, Any]:
+        from prefkit.pairing.validate import summarize_reports, validate_pairs_path
+
+        section = ctx.recipe.validation
+        target = ctx.validated_dir(dataset)
+        tmp = _fresh_tmp(target)
+        src = ctx.pairs_dir(dataset)
+        if section.tokenizer is None:
+            # No tokenizer: the rows go through unchanged (the pairer already checked their shape).
+            tmp.mkdir(parents=True)
+            for name in ("train.parquet", "test.parquet"):
+                shutil.copyfile(src / name, tmp / name)
+            summary: dict[str, Any] = {"checked": False, "dropped_too_long": 0, "invalid": 0}
+        else:
+            reports = validate_pairs_path(src, tokenizer=section.tokenizer, max_length=section.max_length, out=tmp)
+            summary = {"checked": True, **summarize_reports(reports)}
+            if summary["invalid"]:
+                first = summary["invalid_rows"][0]
+                raise BuildFailed(
+                    f"validation: {summary['invalid']} invalid rows in dataset {dataset!r} "
+                    f"(first: {first['file']} row {first['index']}: {first['reason']})"
+                )
+        fault_point("validate")
+        write_json_atomic(tmp / "validation.json", summary)
+        _replace_dir(tmp, target)
+        return summary
+
+    return run
+
+
+def _audit_key(ctx: BuildContext) -> Any:
+    return {
+        "validate": {d.name: ctx.keys[f"validate:{d.name}"] for d in ctx.recipe.datasets},
+        "audit": ctx.recipe.audit.model_dump(mode="json"),
+    }
+
+
+def _audit_run(ctx: BuildContext) -> dict[str, Any]:
+    from prefkit.audit import audit_pairs, check_thresholds, write_audit
+
+    store = RunStore(ctx.run_dir)
+    reports: dict[str, Any] = {}
+    violations: list[str] = []
+    plots_root = ctx.out / "plots"
+    tmp_plots = _fresh_tmp(plots_root)
+    for i, spec in enumerate(ctx.recipe.datasets):
+        dropped = ctx.results.get(f"validate:{spec.name}", {}).get("dropped_too_long", 0)
+        report = audit_pairs(ctx.pairs_dir(spec.name), run=store, dropped_by_validation=dropped)
+        written = write_audit(report, tmp_plots / spec.name)
+        (tmp_plots / spec.name / "audit.json").unlink(missing_ok=True)  # one audit.json for all datasets
+        del written
+        reports[spec.name] = report.model_dump(mode="json")
+        violations += [f"{spec.name}: {v.message}" for v in check_thresholds(report, ctx.recipe.audit)]
+        if i == 0:
+            fault_point("audit")
+    _replace_dir(tmp_plots, plots_root)
+    write_json_atomic(ctx.out / "audit.json", {"datasets": reports, "violations": violations})
+    return {"violations": violations}
+
+
+def _card_key(ctx: BuildContext) -> Any:
+    return {"audit": ctx.keys["audit"], "recipe": ctx.recipe.model_dump(mode="json")}
+
+
+def _card_run(ctx: BuildContext) -> dict[str, Any]:
+    from prefkit.publish.card_build import write_build_card
+
+    fault_point("card")
+    return write_build_card(ctx)
+
+
+def _publish_key(ctx: BuildContext) -> Any:
+    return {"card": ctx.keys["card"], "publish": ctx.recipe.publish.model_dump(mode="json")}
+
+
+def _publish_run(ctx: BuildContext) -> dict[str, Any]:
+    from prefkit.publish.hub import publish_dataset
+
+    section = ctx.recipe.publish
+    fault_point("publish")
+    result = publish_dataset(ctx.out, section.repo_id, private=section.private, revision=section.revision,
+                             force=section.force)
+    return json.loads(result.model_dump_json()) if hasattr(result, "model_dump_json") else {"result": str(result)}
+
+
+def stages_for(recipe: Recipe) -> list[Stage]:
+    """The recipe's stage graph, in execution order."""
+    stages = [Stage("source", _source_key, _source_run, lambda c: [c.run_dir / "manifest.json"])]
+    for spec in recipe.datasets:
+        name = spec.name
+        stages.append(Stage(f"pair:{name}", _pair_key(name), _pair_run(name),
+                            lambda c, n=name: [c.pairs_dir(n) / "pairing.json"]))
+    for spec in recipe.datasets:
+        name = spec.name
+        stages.append(Stage(f"validate:{name}", _validate_key(name), _validate_run(name),
+                            lambda c, n=name: [c.validated_dir(n) / "validation.json"]))
+    stages.append(Stage("audit", _audit_key, _audit_run, lambda c: [c.out / "audit.json"]))
+    stages.append(Stage("card", _card_key, _card_run, lambda c: [c.out / "README.md"]))
+    if recipe.publish.repo_id:
+        stages.append(Stage("publish", _publish_key, _publish_run, lambda c: []))
+    return stages
+
+
+# --------------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------------
+
+
+def _marker(ctx: BuildContext, stage: str) -> Path:
+    return ctx.work / "stages" / f"{stage.replace(':', '__')}.json"
+
+
+def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Run (or resume) the build; returns a summary: per stage whether it ran or was cached, and counts.
+
+    Raises:
+        InputError: an input the recipe names is missing or invalid (exit code 2).
+        BuildFailed: an audit threshold or validation failed (exit code 1); the audit is still written.
+    """
+    ctx = BuildContext(recipe=recipe, out=Path(out or recipe.output_dir), recipe_text=recipe_text or recipe_yaml(recipe),
+                       progress=progress or _Silent())
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"out": str(ctx.out), "stages": {}}
+    for stage in stages_for(recipe):
+        key = content_hash({"stage": stage.name.split(":")[0], "input": stage.key(ctx)}, length=32)
+        marker = _marker(ctx, stage.name)
+        cached = None
+        if marker.exists():
+            data = json.loads(marker.read_text(encoding="utf-8"))
+            if data.get("key") == key and all(p.exists() for p in stage.outputs(ctx)):
+                cached = data
+        if cached is not None:
+            result, status = cached["summary"], "cached"
+        else:
+            ctx.progress.stage(stage.name, "running")
+            marker.unlink(missing_ok=True)
+            result = stage.run(ctx)
+            write_json_atomic(marker, {"key": key, "summary": result})
+            status = "done"
+        ctx.keys[stage.name] = key
+        ctx.results[stage.name] = result
+        summary["stages"][stage.name] = status
+        ctx.progress.stage(stage.name, status)
+        if stage.name == "audit" and result.get("violations"):
+            raise BuildFailed("audit thresholds failed: " + "; ".join(result["violations"]))
+    summary["datasets"] = {
+        d.name: ctx.results[f"pair:{d.name}"]["counts"] for d in recipe.datasets
+    }
+    return summary

@@ -1,0 +1,269 @@
+"""Build preference pairs from a judged run, and write the pairs folder.
+
+``build_pairs(store, config)`` reads the run's trajectories, judgments and scenarios, scores each trajectory
+(``scores.py``), pairs them within each scenario (``strategies.py``), splits by scenario (``split.py``) and
+returns the pairs as a frame with the ``PreferencePair`` schema. ``write_pairs`` writes::
+
+    PAIRS/pairs.parquet   PreferencePair records (the run store's "pairs" table)
+    PAIRS/train.parquet   TRL rows of the train split (rows.py)
+    PAIRS/test.parquet    TRL rows of the test split
+    PAIRS/pairing.json    counts and the config
+    PAIRS/manifest.json   the run-store manifest (PAIRS is created all at once with new_run)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from prefkit.errors import InputError
+from prefkit.pairing.config import PairConfig
+from prefkit.pairing.scores import trajectory_scores
+from prefkit.pairing.split import split_scenarios
+from prefkit.pairing.strategies import iter_pair_batches
+from prefkit.records import PreferencePair, Scenario
+from prefkit.store import RunStore, file_sha256, new_run, polars_schema, write_json_atomic
+
+PAIR_SCHEMA = polars_schema(PreferencePair)
+
+
+@dataclass(frozen=True)
+class PairingResult:
+    """The pairs of one ``build_pairs`` call and what they were made from."""
+
+    pairs: pl.DataFrame
+    """``PreferencePair`` schema, in the study's order (scenarios first-seen, then pairs i < j)."""
+    trajectories: int
+    """Trajectories in the run."""
+    candidates: int
+    """Trajectories that could pair: a usable first-metric score (after ``dedup``)."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``pairs``, ``scenarios`` (with at least one pair), per-split pairs and scenarios, inputs."""
+        by_split = self.pairs.group_by("split").agg(pairs=pl.len(), scenarios=pl.col("scenario_id").n_unique())
+        per = {row["split"]: row for row in by_split.iter_rows(named=True)}
+        return {
+            "pairs": self.pairs.height,
+            "scenarios": self.pairs["scenario_id"].n_unique(),
+            "train_pairs": per.get("train", {}).get("pairs", 0),
+            "test_pairs": per.get("test", {}).get("pairs", 0),
+            "train_scenarios": per.get("train", {}).get("scenarios", 0),
+            "test_scenarios": per.get("test", {}).get("scenarios", 0),
+            "trajectories": self.trajectories,
+            "candidates": self.candidates,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+
+def scenario_splits(scenarios: list[Scenario], config: PairConfig) -> pl.DataFrame:
+    """``scenario_id``, ``scenario_index``, ``split`` for every scenario of the suite."""
+    splits = split_scenarios(scenarios, config.split_rule, config.split_seed, config.test_fraction)
+    return pl.DataFrame(
+        {
+            "scenario_id": [s.id for s in scenarios],
+            "scenario_index": [s.index for s in scenarios],
+            "split": [splits[s.id] for s in scenarios],
+        },
+        schema={"scenario_id": pl.String, "scenario_index": pl.Int64, "split": pl.String},
+    )
+
+
+def trajectory_table(store: RunStore, config: PairConfig, scenarios: pl.DataFrame) -> pl.DataFrame:
+    """One row per trajectory in run order (row ``order`` = position): what a pair needs of each side.
+
+    Columns: ``order``, ``id``, ``scenario_id``, ``agent``, ``source``, ``safety``, ``helpfulness``,
+    ``scenario_index``, ``split``, ``group`` (the scenario's rank in first-seen order), ``candidate`` (usable).
+
+    Raises:
+        InputError: a trajectory's scenario is not in the run's scenarios table.
+    """
+    first, _ = config.metrics
+    dedup_key = "react_messages" if config.rendering == "react" else "messages"
+    table = (
+        store.scan("trajectories")
+        .select("id", "scenario_id", agent=pl.col("agent").struct.field("name"), source="source",
+                **({"dedup_key": dedup_key} if config.dedup else {}))
+        .with_row_index("order")
+        .join(trajectory_scores(store.scan("judgments"), config), left_on="id", right_on="trajectory_id",
+              how="left", maintain_order="left")
+        .join(scenarios.lazy(), on="scenario_id", how="left", maintain_order="left")
+        .with_columns(
+            group=pl.col("order").min().over("scenario_id").rank("dense").cast(pl.UInt32) - 1,
+            candidate=pl.col(first).is_not_null(),
+        )
+    )
+    if config.dedup:
+        # Among usable trajectories of a scenario, the first with a given rendered agent side is kept.
+        table = table.with_columns(
+            candidate=pl.col("candidate")
+            & pl.struct("scenario_id", "candidate", "dedup_key").is_first_distinct()
+        ).drop("dedup_key")
+    frame = table.collect()
+    unknown = frame.filter(pl.col("split").is_null())["scenario_id"].unique().sort()
+    if unknown.len():
+        raise InputError(
+            f"{unknown.len()} trajectory scenario(s) are not in the run's scenarios table, "
+            f"e.g. {unknown[0]!r}",
+            path=store.table_path("trajectories"),
+            field="scenario_id",
+        )
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------------------
+
+
+def _sha256_16(texts: pl.Series) -> pl.Series:
+    # hashlib per value: polars has no stable cryptographic hash, and ids must equal content_hash's.
+    sha256 = hashlib.sha256
+    return pl.Series([sha256(t).hexdigest()[:16] for t in texts.cast(pl.Binary)], dtype=pl.String)
+
+
+def pair_id_expr(strategy: str, chosen_id: pl.Expr, rejected_id: pl.Expr) -> pl.Expr:
+    """``content_hash({"chosen_id", "rejected_id", "strategy"})`` of every pair, as one expression.
+
+    polars writes the canonical JSON (keys sorted by hand, no whitespace, strings escaped); only the SHA-256
+    runs per value, with the same hash and truncation as ``prefkit.records.content_hash`` (tests check it).
+    """
+    canonical = pl.struct(chosen_id=chosen_id, rejected_id=rejected_id, strategy=pl.lit(strategy)).struct.json_encode()
+    return canonical.map_batches(_sha256_16, return_dtype=pl.String)
+
+
+def pair_records_frame(pairs: pl.DataFrame, table: pl.DataFrame, config: PairConfig) -> pl.DataFrame:
+    """Batch pairs (``chosen``/``rejected`` = ``order``, ``margin``) as ``PreferencePair`` rows.
+
+    ``table`` is ``trajectory_table``'s frame, whose row ``k`` is the trajectory with ``order == k``.
+    """
+    chosen, rejected = pl.lit(pairs["chosen"]), pl.lit(pairs["rejected"])
+    first, _ = config.metrics
+
+    def c(name: str) -> pl.Expr:
+        return pl.col(name).gather(chosen)
+
+    def r(name: str) -> pl.Expr:
+        return pl.col(name).gather(rejected)
+
+    return table.select(
+        id=pair_id_expr(config.strategy, c("id"), r("id")),
+        strategy=pl.lit(config.strategy),
+        scenario_id=c("scenario_id"),
+        scenario_index=c("scenario_index"),
+        split=c("split"),
+        chosen_id=c("id"),
+        rejected_id=r("id"),
+        chosen_agent=c("agent"),
+        rejected_agent=r("agent"),
+        chosen_safety=c("safety"),
+        rejected_safety=r("safety"),
+        chosen_helpfulness=c("helpfulness"),
+        rejected_helpfulness=r("helpfulness"),
+        chosen_score=c(first),
+        rejected_score=r(first),
+        margin=pl.lit(pairs["margin"]),
+        chosen_source=c("source"),
+        rejected_source=r("source"),
+    ).cast(PAIR_SCHEMA)  # type: ignore[arg-type]
+
+
+def iter_pair_frames(table: pl.DataFrame, config: PairConfig) -> Iterator[pl.DataFrame]:
+    """``PreferencePair`` frames, one per batch of scenarios, in order (the streaming form of build_pairs)."""
+    candidates = table.filter("candidate").select(
+        "order", "group", m1=pl.col(config.metrics[0]), m2=pl.col(config.metrics[1])
+    )
+    for batch in iter_pair_batches(candidates, config):
+        yield pair_records_frame(batch, table, config)
+
+
+def build_pairs(store: RunStore, config: PairConfig) -> PairingResult:
+    """Pair a judged run's trajectories under ``config``.
+
+    Args:
+        store: a run with trajectories, judgments and scenarios tables (e.g. from ``prefkit import toolemu``).
+        config: the pairing rules, split and rendering.
+
+    Returns:
+        The pairs (``PreferencePair`` schema) in the study's order, with their split, and counts.
+
+    Raises:
+        InputError: the run has no scenarios, unknown scenarios, or an ambiguous/missing judge.
+
+    Example: ``build_pairs(RunStore("runs/q32"), PairConfig(strategy="safety")).counts["pairs"]`` is 932
+    on the study's raw_q32 subset.
+    """
+    scenarios = store.read("scenarios")
+    if not scenarios:
+        raise InputError("the run has no scenarios; the split needs the whole suite", path=store.path)
+    table = trajectory_table(store, config, scenario_splits(scenarios, config))  # type: ignore[arg-type]
+    frames = list(iter_pair_frames(table, config))
+    pairs = pl.concat(frames) if frames else pl.DataFrame(schema=PAIR_SCHEMA)
+    return PairingResult(pairs=pairs, trajectories=table.height, candidates=int(table["candidate"].sum()))
+
+
+# --------------------------------------------------------------------------------------------------
+# The pairs folder
+# --------------------------------------------------------------------------------------------------
+
+
+def write_pairs(result: PairingResult, store: RunStore, config: PairConfig, out: Path, *,
+                force: bool = False) -> dict[str, Any]:
+    """Write the pairs folder ``out`` all at once (nothing is left behind on error).
+
+    Returns:
+        The counts (``result.counts``), also written to ``pairing.json`` with the config.
+
+    Raises:
+        StoreError: ``out`` exists and is not empty, and ``force`` is false.
+    """
+    from prefkit.pairing.rows import build_pair_rows, write_pair_rows
+
+    inputs = {name: file_sha256(store.table_path(name)) for name in ("trajectories", "judgments", "scenarios")
+              if store.has(name)}
+    counts = result.counts
+    with new_run(out, created_by="prefkit pair", inputs=inputs, overwrite=force) as pairs_store:
+        pairs_store.write_frame("pairs", result.pairs)
+        for split in ("train", "test"):
+            rows = build_pair_rows(result.pairs.filter(pl.col("split") == split), store, config.rendering)
+            write_pair_rows(rows, pairs_store.path / f"{split}.parquet", config.rendering)
+        write_json_atomic(
+            pairs_store.path / "pairing.json",
+            {**counts, "source_run": str(store.path), "config": config.model_dump(mode="json")},
+        )
+    return counts
+
+
+def pair_run(run: str | Path, out: str | Path, *, force: bool = False, **options: Any) -> dict[str, Any]:
+    """``prefkit pair``: build the config from ``options`` (``PairConfig`` fields), pair the run, write ``out``.
+
+    Returns:
+        The counts written to ``out/pairing.json``.
+
+    Raises:
+        InputError: invalid options, a missing or unreadable run, or an existing ``out`` without ``force``.
+    """
+    from pydantic import ValidationError
+
+    from prefkit.store import StoreError
+
+    try:
+        config = PairConfig(**options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(first["msg"], field=".".join(str(p) for p in first["loc"]) or None) from exc
+    store = RunStore(run)
+    try:
+        store.manifest()
+        return write_pairs(build_pairs(store, config), store, config, Path(out), force=force)
+    except StoreError as exc:
+        raise InputError(str(exc)) from exc

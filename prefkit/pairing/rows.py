@@ -1,0 +1,210 @@
+"""Preference pairs as TRL rows (conversational DPO format) and their Parquet files.
+
+One row per pair: ``prompt`` (system + user), ``chosen`` and ``rejected`` (the two trajectories' agent sides),
+``tools`` for the native rendering (a JSON string of the function schemas; TRL ``json.loads`` it), and
+metadata columns (see ``METADATA_FEATURES``). Every message is a dict with exactly ``role``, ``content`` and
+``tool_calls`` (``None`` except on native assistant tool calls, where it is
+``[{"type": "function", "function": {"name": ..., "arguments": <dict, or the raw text if not a JSON object>}}]``).
+
+Messages are stored with ``datasets``' ``Json`` feature: Arrow would otherwise merge every call's ``arguments``
+into one struct type with all keys of all calls (environment.md §4), and the round trip would change them.
+Prompts end with the user instruction and every tool message sits inside chosen/rejected, so TRL never sees a
+prompt ending in a tool message (trl issue 3529).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from prefkit.pairing.config import Rendering
+from prefkit.records import Message, Scenario, Toolkit
+from prefkit.store import RunStore, atomic_path
+
+MESSAGE_COLUMNS = ("prompt", "chosen", "rejected")
+
+METADATA_COLUMNS: dict[str, str] = {
+    "pair_type": "string",  # the strategy
+    "scenario_id": "string",
+    "scenario_index": "int64",
+    "split": "string",
+    "rendering": "string",
+    "chosen_id": "string",
+    "rejected_id": "string",
+    "chosen_agent": "string",
+    "rejected_agent": "string",
+    "chosen_safety": "float64",
+    "chosen_helpfulness": "float64",
+    "rejected_safety": "float64",
+    "rejected_helpfulness": "float64",
+    "chosen_score": "float64",
+    "rejected_score": "float64",
+    "margin": "float64",  # first metric
+    "margin_safety": "float64",
+    "margin_helpfulness": "float64",
+}
+"""Metadata columns of a row and their ``datasets`` value types, in column order."""
+
+
+def pair_rows_features(rendering: Rendering) -> Any:
+    """The ``datasets.Features`` of the rows: messages as ``List(Json())``, ``tools`` (native only) as a
+    string, then the metadata columns."""
+    from datasets import Features, Json, List, Value
+
+    features: dict[str, Any] = {name: List(Json()) for name in MESSAGE_COLUMNS}
+    if rendering == "native":
+        features["tools"] = Value("string")
+    features.update({name: Value(dtype) for name, dtype in METADATA_COLUMNS.items()})
+    return Features(features)
+
+
+def trl_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A ``Message`` (as a dict) in TRL's format: ``role``, ``content``, ``tool_calls``."""
+    calls = message.get("tool_calls")
+    return {
+        "role": message["role"],
+        "content": message.get("content") or "",
+        "tool_calls": None if calls is None else [
+            {"type": "function", "function": {"name": c["name"], "arguments": _arguments(c["arguments"])}}
+            for c in calls
+        ],
+    }
+
+
+def _arguments(text: str) -> Any:
+    """Tool-call arguments as chat templates want them: the parsed JSON object, else the raw text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+def _messages_json(messages: list[dict[str, Any]] | tuple[Message, ...]) -> str:
+    dicts = [m.model_dump() if isinstance(m, Message) else m for m in messages]
+    return json.dumps([trl_message(m) for m in dicts], ensure_ascii=False)
+
+
+def prompt_frame(scenarios: list[Scenario], toolkits: list[Toolkit], rendering: Rendering) -> pl.DataFrame:
+    """``scenario_id``, ``prompt`` (JSON text of the TRL messages) and, for native, ``tools`` (JSON text)."""
+    from prefkit.render.prompts import native_prompt, react_prompt, tool_schemas
+
+    if rendering == "react":
+        return pl.DataFrame(
+            {"scenario_id": [s.id for s in scenarios],
+             "prompt": [_messages_json(react_prompt(s, toolkits)) for s in scenarios]},
+            schema={"scenario_id": pl.String, "prompt": pl.String},
+        )
+    return pl.DataFrame(
+        {"scenario_id": [s.id for s in scenarios],
+         "prompt": [_messages_json(native_prompt(s)) for s in scenarios],
+         "tools": [json.dumps(tool_schemas(s, toolkits), ensure_ascii=False) for s in scenarios]},
+        schema={"scenario_id": pl.String, "prompt": pl.String, "tools": pl.String},
+    )
+
+
+def turns_frame(store: RunStore, ids: pl.Series, rendering: Rendering) -> pl.DataFrame:
+    """``trajectory_id`` and ``turns`` (JSON text of the TRL messages of its agent side) for ``ids``."""
+    column = "react_messages" if rendering == "react" else "messages"
+    trajectories = (
+        store.scan("trajectories")
+        .filter(pl.col("id").is_in(ids.unique().implode()))
+        .select(trajectory_id="id", messages=column)
+        .unique("trajectory_id", keep="first", maintain_order=True)
+        .collect()
+    )
+    # Tool-call arguments turn into dicts or strings per call, which no polars dtype holds: per trajectory
+    # in Python, once for each trajectory however many pairs it is in.
+    return trajectories.select(
+        "trajectory_id",
+        turns=pl.Series([_messages_json(m) for m in trajectories["messages"].to_list()], dtype=pl.String),
+    )
+
+
+def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) -> list[dict[str, Any]]:
+    """TRL rows for ``pairs`` (``PreferencePair`` schema), in the pairs' order.
+
+    Args:
+        pairs: pairs of the run ``store`` (e.g. ``build_pairs(...).pairs``, or one split of it).
+        store: the run holding the pairs' trajectories, scenarios and toolkits.
+        rendering: ``react`` (study text turns) or ``native`` (tool calls plus a ``tools`` column).
+    """
+    scenario_ids = set(pairs["scenario_id"].unique().to_list())
+    scenarios = [s for s in store.read("scenarios") if s.id in scenario_ids]
+    prompts = prompt_frame(scenarios, store.read("toolkits"), rendering)  # type: ignore[arg-type]
+    turns = turns_frame(store, pl.concat([pairs["chosen_id"], pairs["rejected_id"]]), rendering)
+    table = (
+        pairs.lazy()
+        .join(prompts.lazy(), on="scenario_id", how="left", maintain_order="left")
+        .join(turns.lazy().rename({"trajectory_id": "chosen_id", "turns": "chosen"}), on="chosen_id",
+              how="left", maintain_order="left")
+        .join(turns.lazy().rename({"trajectory_id": "rejected_id", "turns": "rejected"}), on="rejected_id",
+              how="left", maintain_order="left")
+        .select(
+            "prompt",
+            "chosen",
+            "rejected",
+            *(["tools"] if rendering == "native" else []),
+            pair_type="strategy",
+            scenario_id="scenario_id",
+            scenario_index="scenario_index",
+            split="split",
+            rendering=pl.lit(rendering),
+            chosen_id="chosen_id",
+            rejected_id="rejected_id",
+            chosen_agent="chosen_agent",
+            rejected_agent="rejected_agent",
+            chosen_safety="chosen_safety",
+            chosen_helpfulness="chosen_helpfulness",
+            rejected_safety="rejected_safety",
+            rejected_helpfulness="rejected_helpfulness",
+            chosen_score="chosen_score",
+            rejected_score="rejected_score",
+            margin="margin",
+            margin_safety=pl.col("chosen_safety") - pl.col("rejected_safety"),
+            margin_helpfulness=pl.col("chosen_helpfulness") - pl.col("rejected_helpfulness"),
+        )
+        .collect()
+    )
+    rows = table.to_dicts()
+    for row in rows:  # the message columns travel as JSON text through polars; decode them once here
+        for name in MESSAGE_COLUMNS:
+            row[name] = json.loads(row[name])
+    return rows
+
+
+def write_pair_rows(rows: list[dict[str, Any]], path: Path, rendering: Rendering) -> int:
+    """Write rows as a Parquet file through ``datasets`` (with ``pair_rows_features``), atomically.
+
+    Returns the number of rows written. An empty list writes an empty file with the same features.
+    """
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    features = pair_rows_features(rendering)
+    data = Dataset.from_list(rows, features=features) if rows else Dataset.from_dict(
+        {name: [] for name in features}, features=features
+    )
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()
+    try:
+        with atomic_path(Path(path)) as tmp:
+            data.to_parquet(str(tmp))
+    finally:
+        if was_enabled:
+            enable_progress_bar()
+    return len(data)
+
+
+def load_pair_rows(path: str | Path) -> Any:
+    """Read a rows file back as a ``datasets.Dataset`` with its features (messages decoded from Json).
+
+    Reads with pyarrow and wraps the table, so nothing is written to the datasets cache.
+    """
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    return Dataset(pq.read_table(str(path)))

@@ -1,0 +1,96 @@
+"""One score per trajectory and metric, from a run's judgments table.
+
+The study's reading of judgments (``prepare_dpo_data.py``): pick the judge, optionally keep only lines whose
+replicates agree, take the median of the replicates' scores (or their mean), then ``int()`` the median.
+A failed judgment (no score) is ignored; a trajectory with no usable score on a metric gets ``null`` there
+and cannot be paired on that metric.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from prefkit.errors import InputError
+from prefkit.pairing.config import PairConfig
+
+SCORE_METRICS = ("safety", "helpfulness")
+"""The metrics the pairer reads; ``helpfulness`` is the study's Help(Ignore)."""
+
+
+def select_judge(judgments: pl.LazyFrame, config: PairConfig) -> str | None:
+    """The judge model whose judgments are used; ``None`` when the run has no judgments at all.
+
+    Raises:
+        InputError: ``config.judge`` is not in the run, or the run has several judges and none was chosen.
+    """
+    judges = (
+        judgments.filter(pl.col("metric").is_in(SCORE_METRICS))
+        .select(pl.col("judge").struct.field("model").unique().sort())
+        .collect()
+        .to_series()
+        .to_list()
+    )
+    if config.judge is not None:
+        if config.judge not in judges:
+            raise InputError(
+                f"judge {config.judge!r} has no safety/helpfulness judgments in this run; "
+                f"judges present: {', '.join(judges) or 'none'}",
+                field="judge",
+            )
+        return config.judge
+    if len(judges) > 1:
+        raise InputError(
+            f"the run holds judgments from several judges ({', '.join(judges)}); choose one with --judge",
+            field="judge",
+        )
+    return judges[0] if judges else None
+
+
+def _agreement_filter(config: PairConfig) -> pl.Expr:
+    """Whether a (trajectory, metric) group's replicate scores agree enough (columns n, top, distinct)."""
+    n, top = pl.col("n"), pl.col("top")
+    return {
+        "none": pl.lit(True),
+        "all_but_one": (n >= 2) & (top >= n - 1),
+        "majority": top > n / 2,
+        "exact": (n >= 1) & (pl.col("distinct") == 1),
+    }[config.agreement]
+
+
+def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
+    """Columns ``trajectory_id``, ``safety``, ``helpfulness`` (Float64, null where unusable).
+
+    Raises:
+        InputError: see ``select_judge``; or an agreement filter on a run without multi-replicate judgments.
+    """
+    judge = select_judge(judgments, config)
+    score = pl.col("score").drop_nulls()
+    per_metric = (
+        judgments.filter(pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge))
+        .group_by("trajectory_id", "metric")
+        .agg(
+            n=score.count(),
+            top=score.unique_counts().max(),
+            distinct=score.n_unique(),
+            value=(
+                pl.col("score").median().floor()  # int() of a non-negative median
+                if config.aggregation == "median"
+                else pl.col("score").mean()
+            ).cast(pl.Float64),
+        )
+    )
+    if config.agreement != "none":
+        most = per_metric.select(pl.col("n").max()).collect().item()
+        if most is None or most < 2:
+            raise InputError(
+                f"agreement {config.agreement!r} needs multi-replicate judgments, but every trajectory has at most "
+                "one scored replicate per metric",
+                field="agreement",
+            )
+    return (
+        per_metric.with_columns(
+            value=pl.when(_agreement_filter(config)).then(pl.col("value")).otherwise(None)
+        )
+        .group_by("trajectory_id")
+        .agg(pl.col("value").filter(pl.col("metric") == m).first().alias(m) for m in SCORE_METRICS)
+    )

@@ -1,0 +1,247 @@
+"""The build recipe: one YAML file that says what ``prefkit build`` makes, validated by ``Recipe``.
+
+Loading uses ``yaml.SafeLoader`` only (a recipe never executes code). A validation error names the field
+path and the recipe file's line, e.g. ``recipes/paper-q32.yaml:14 [datasets.0.min_gap]: Input should be
+greater than or equal to 0``. ``--set key.path=value`` overrides are applied to the parsed YAML before
+validation, so they are checked exactly like the file.
+
+Example::
+
+    name: paper-q32
+    source: {kind: toolemu, path: runs/, cases: all_cases.json, toolkits: all_toolkits.json}
+    datasets:
+      - {name: safety, strategy: safety, study_compatible: true}
+    split: {rule: study, seed: 0}
+    output_dir: out/paper-q32
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prefkit.audit.thresholds import AuditThresholds
+from prefkit.errors import InputError
+from prefkit.pairing.config import PairConfig, SplitRule
+
+_SPLIT_FIELDS = ("split_rule", "split_seed", "test_fraction")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class ToolEmuSource(_Section):
+    """Import judged trajectories in ToolEmu's run-file format (the study's released data)."""
+
+    kind: Literal["toolemu"] = "toolemu"
+    path: str
+    """Folder of run files (walked recursively)."""
+    cases: str
+    """ToolEmu's ``all_cases.json``."""
+    toolkits: str
+    """ToolEmu's ``all_toolkits.json``."""
+
+
+Source = ToolEmuSource
+"""The recipe's ``source`` section. Generation (``kind: generate``) joins this union with the generators."""
+
+
+class DatasetSpec(PairConfig):
+    """One dataset (one Hub config) of the build: a name plus the pairer's options.
+
+    The split is set once for all datasets in the recipe's ``split`` section, never per dataset.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Config name on the Hub and folder name under ``data/``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_split_here(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _SPLIT_FIELDS:
+                if key in data:
+                    raise ValueError(f"{key!r} belongs in the recipe's `split` section, not in a dataset")
+        return data
+
+    def pair_config(self, split: SplitSection) -> PairConfig:
+        """The pairer's config for this dataset under the recipe's split."""
+        fields = self.model_dump(exclude={"name"}, exclude_unset=False)
+        fields.update(split_rule=split.rule, split_seed=split.seed, test_fraction=split.test_fraction)
+        return PairConfig.model_validate(fields)
+
+
+class SplitSection(_Section):
+    rule: SplitRule = "study"
+    """``study`` (seeded shuffle of scenario indices, second half is test) or ``fraction``."""
+    seed: int = 0
+    test_fraction: float = Field(default=0.5, ge=0, le=1)
+
+
+class ValidationSection(_Section):
+    tokenizer: str | None = None
+    """Tokenizer folder whose chat template the rows are checked against; ``None`` skips token checks."""
+    max_length: int = Field(default=8192, ge=1)
+    """Rows whose prompt + completion exceed this many tokens are dropped and counted (the study: 8192)."""
+
+
+class PublishSection(_Section):
+    repo_id: str | None = None
+    """Hub dataset repo (``user/name``); ``None`` builds locally only."""
+    private: bool = True
+    license: str = "mit"
+    revision: str | None = None
+    force: bool = False
+    """Overwrite a repo that holds a different dataset."""
+
+
+class Recipe(_Section):
+    """What ``prefkit build`` makes: source → pairs for each dataset → validation → audit → card → publish."""
+
+    name: str = "prefkit-dataset"
+    pretty_name: str | None = None
+    source: Source
+    datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
+    split: SplitSection = SplitSection()
+    validation: ValidationSection = ValidationSection()
+    audit: AuditThresholds = AuditThresholds()
+    output_dir: str = "out"
+    publish: PublishSection = PublishSection()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Recipe:
+        names = [d.name for d in self.datasets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dataset names must be unique; repeated: {', '.join(dupes)}")
+        for d in self.datasets:
+            d.pair_config(self.split)  # surfaces a split that a dataset's options forbid
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading with line numbers
+# --------------------------------------------------------------------------------------------------
+
+
+def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its deepest existing ancestor)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+            if not match:
+                return line
+            key, node = match[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``key.path=value`` → (["key", "path"], value parsed as YAML, so ``3`` is an int, ``true`` a bool)."""
+    if "=" not in text:
+        raise InputError(f"--set expects key.path=value, got {text!r}")
+    key, _, raw = text.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise InputError(f"--set has an empty key in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise InputError(f"--set {key}: value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            node = node[_index(node, part, parts)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, parts)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise InputError(f"--set {'.'.join(parts)}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def _index(seq: list[Any], part: str, parts: list[str]) -> int:
+    if part.isdigit() and int(part) < len(seq):
+        return int(part)
+    # a dataset may also be named: datasets.safety.min_gap=3
+    for i, item in enumerate(seq):
+        if isinstance(item, dict) and item.get("name") == part:
+            return i
+    raise InputError(f"--set {'.'.join(parts)}: no list item {part!r}")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe file.
+
+    Raises:
+        InputError: missing file, invalid YAML, or a field that fails validation (the message names the
+        field path and the line; a field set by ``--set`` is named as such).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("recipe file not found", path=file)
+    text = file.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise InputError(f"not valid YAML: {exc.problem}", path=file, line=line) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("a recipe must be a YAML mapping", path=file, line=1)
+    overridden: set[str] = set()
+    for text_override in overrides:
+        parts, value = parse_override(text_override)
+        apply_override(data, parts, value)
+        overridden.add(".".join(parts))
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or None
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "field required"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key (not a recipe field)"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        from_set = any(field and (field == o or field.startswith(o + ".")) for o in overridden)
+        if from_set:
+            raise InputError(f"{msg} (set by --set)", path=file, field=field) from exc
+        line = _node_line(root, loc)
+        raise InputError(msg, path=file, line=line, field=field) from exc
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    """The recipe as YAML with every default filled in (what the dataset card shows)."""
+    data = recipe.model_dump(mode="json")
+    # a dataset shows its name first and not the split, which the `split` section sets for all datasets
+    data["datasets"] = [
+        {"name": d["name"], **{k: v for k, v in d.items() if k != "name" and k not in _SPLIT_FIELDS}}
+        for d in data["datasets"]
+    ]
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
