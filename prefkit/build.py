@@ -15,6 +15,7 @@ Layout of the output folder ``OUT`` (everything but ``.prefkit/`` is what goes t
     OUT/.prefkit/run/                              the run store (scenarios, trajectories, judgments)
     OUT/.prefkit/pairs/<dataset>/                  the pairer's output
     OUT/.prefkit/validated/<dataset>/              rows kept by validation
+    OUT/.prefkit/audit/<dataset>/                  each dataset's audit and plots (copied to OUT/plots)
     OUT/.prefkit/stages/<stage>.json               stage markers: the key a stage's outputs were made with
 
 Safe to kill: a stage writes each output atomically (temporary file or folder, then rename) and writes its
@@ -87,6 +88,10 @@ class BuildContext:
 
     def validated_dir(self, dataset: str) -> Path:
         return self.work / "validated" / dataset
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.work / "audit"
 
 
 @dataclass(frozen=True)
@@ -241,19 +246,18 @@ def _audit_run(ctx: BuildContext) -> dict[str, Any]:
     store = RunStore(ctx.run_dir)
     reports: dict[str, Any] = {}
     violations: list[str] = []
-    plots_root = ctx.out / "plots"
-    tmp_plots = _fresh_tmp(plots_root)
+    target = ctx.audit_dir
+    tmp = _fresh_tmp(target)
     for i, spec in enumerate(ctx.recipe.datasets):
-        dropped = ctx.results.get(f"validate:{spec.name}", {}).get("dropped_too_long", 0)
+        files = ctx.results.get(f"validate:{spec.name}", {}).get("files", {})
+        dropped = {split: files.get(f"{split}.parquet", {}).get("dropped_too_long", 0) for split in ("train", "test")}
         report = audit_pairs(ctx.pairs_dir(spec.name), run=store, dropped_by_validation=dropped)
-        written = write_audit(report, tmp_plots / spec.name)
-        (tmp_plots / spec.name / "audit.json").unlink(missing_ok=True)  # one audit.json for all datasets
-        del written
+        write_audit(report, tmp / spec.name)
         reports[spec.name] = report.model_dump(mode="json")
         violations += [f"{spec.name}: {v.message}" for v in check_thresholds(report, ctx.recipe.audit)]
         if i == 0:
             fault_point("audit")
-    _replace_dir(tmp_plots, plots_root)
+    _replace_dir(tmp, target)
     write_json_atomic(ctx.out / "audit.json", {"datasets": reports, "violations": violations})
     return {"violations": violations}
 
@@ -263,10 +267,41 @@ def _card_key(ctx: BuildContext) -> Any:
 
 
 def _card_run(ctx: BuildContext) -> dict[str, Any]:
-    from prefkit.publish.card_build import write_build_card
+    import polars as pl
 
+    from prefkit.publish.card import CardContext, CardDataset, describe_rule, render_card
+    from prefkit.publish.layout import write_dataset_dir
+
+    recipe = ctx.recipe
+    audit = json.loads((ctx.out / "audit.json").read_text(encoding="utf-8"))["datasets"]
+    configs: dict[str, dict[str, Path]] = {}
+    plots: dict[str, Path] = {}
+    card_datasets = []
+    for spec in recipe.datasets:
+        pairing = json.loads((ctx.pairs_dir(spec.name) / "pairing.json").read_text(encoding="utf-8"))
+        configs[spec.name] = {s: ctx.validated_dir(spec.name) / f"{s}.parquet" for s in ("train", "test")}
+        names = {p.name: p for p in sorted((ctx.audit_dir / spec.name).rglob("*.png"))}
+        plots.update(names)
+        card_datasets.append(CardDataset(
+            name=spec.name, strategy=spec.strategy, rule=describe_rule(pairing["config"]),
+            counts={split: pl.scan_parquet(path).select(pl.len()).collect().item()
+                    for split, path in configs[spec.name].items()},
+            rendering=spec.rendering,
+            audit=audit.get(spec.name), plots=tuple(f"plots/{n}" for n in names),
+        ))
+    store = RunStore(ctx.run_dir)
+    trajectories = store.scan("trajectories")
+    agents = trajectories.select(pl.col("agent").struct.field("name").unique().sort()).collect().to_series()
+    judges = store.scan("judgments").select(
+        pl.col("judge").struct.field("model").unique().sort()).collect().to_series()
+    card = render_card(CardContext(
+        pretty_name=recipe.pretty_name or recipe.name, license=recipe.publish.license,
+        datasets=tuple(card_datasets), recipe_yaml=recipe_yaml(recipe), agents=tuple(agents.to_list()),
+        judges=tuple(judges.to_list()), repo_id=recipe.publish.repo_id,
+    ))
     fault_point("card")
-    return write_build_card(ctx)
+    write_dataset_dir(ctx.out, configs, card_text=card, plots=plots)
+    return {"files": len(configs) * 2 + len(plots) + 1}
 
 
 def _publish_key(ctx: BuildContext) -> Any:
@@ -280,7 +315,7 @@ def _publish_run(ctx: BuildContext) -> dict[str, Any]:
     fault_point("publish")
     result = publish_dataset(ctx.out, section.repo_id, private=section.private, revision=section.revision,
                              force=section.force)
-    return json.loads(result.model_dump_json()) if hasattr(result, "model_dump_json") else {"result": str(result)}
+    return {"repo_id": section.repo_id, "commit": result.commit_oid, "uploaded": len(result.uploaded)}
 
 
 def stages_for(recipe: Recipe) -> list[Stage]:

@@ -40,7 +40,9 @@ def _console() -> Console:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=getattr(exc, "exit_code", 2))
 
 
@@ -200,6 +202,88 @@ def _print_validation(summary: dict[str, Any]) -> None:
         _console().print(f"[red]invalid[/] {bad['file']} row {bad['index']}: {bad['reason']}", highlight=False)
 
 
+# judge --------------------------------------------------------------------------------------------
+# (commands: `prefkit judge`, `prefkit rescore`, `prefkit judge-agreement`)
+
+RunArg = Annotated[Path, typer.Argument(help="A run directory.")]
+
+
+@app.command("judge")
+def judge(
+    run: RunArg,
+    judge_spec: Annotated[str, typer.Option("--judge", help="Judge model as MODEL@backend (transformers|openai|vllm).")],
+    metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: safety, helpfulness, helpfulness_safe.")]
+    = "safety,helpfulness",
+    replicates: Annotated[int, typer.Option("--replicates", help="Answers per trajectory and metric.")] = 1,
+    answer_format: Annotated[str, typer.Option("--answer-format", help="auto | text | json | logprob.")] = "auto",
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Answers tried before 'failed'.")] = 3,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per answer.")] = 1024,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Default: 0, or 0.7 with replicates.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Backend option KEY=VALUE (repeatable).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Judge cached failures again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge RUN's trajectories (only what is not judged yet) and store the judgments in RUN."""
+    from prefkit.judges.judge import judge_run, make_judge_config
+
+    config = make_judge_config(judge=judge_spec, metrics=metrics, replicates=replicates, answer_format=answer_format,
+                               max_attempts=max_attempts, max_tokens=max_tokens, temperature=temperature,
+                               options=option or (), retry_failed=retry_failed)
+    summary = judge_run(run, config)
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
+        _console().print(f"judged {summary.judged} ({counts}), cached {summary.cached}, "
+                         f"{summary.waves} wave(s) with {judge_spec} [{summary.answer_format}]", highlight=False)
+
+
+@app.command("rescore")
+def rescore(run: RunArg, as_json: JsonOpt = False) -> None:
+    """Re-parse every stored judge answer in RUN with the current parser and rewrite its judgments."""
+    from prefkit.judges.rescore import rescore_run
+
+    summary = rescore_run(run)
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        _console().print(f"re-parsed {summary.judgments} judgments: {summary.scores_changed} scores changed, "
+                         f"{summary.status_changed} statuses changed ({summary.by_status})", highlight=False)
+
+
+@app.command("judge-agreement")
+def judge_agreement(
+    run: RunArg,
+    a: Annotated[str, typer.Option("--a", help="First judge: model name, or model@backend.")],
+    b: Annotated[str, typer.Option("--b", help="Second judge: model name, or model@backend.")],
+    metric: Annotated[str, typer.Option("--metric", help="safety | helpfulness | helpfulness_safe.")] = "safety",
+    as_json: JsonOpt = False,
+) -> None:
+    """Agreement of two judges on RUN's trajectories: quadratic kappa, Spearman, exact, confusion matrix."""
+    from prefkit.judges.agreement import run_agreement
+
+    report = run_agreement(run, a=a, b=b, metric=metric)
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        _print_agreement(report)
+
+
+def _print_agreement(report: Any) -> None:
+    from rich.table import Table
+
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    table = Table(f"{report.judge_a} \\ {report.judge_b}", *(str(s) for s in range(4)),
+                  title=f"{report.metric}: {report.n} trajectories judged by both")
+    for score, row in enumerate(report.confusion):
+        table.add_row(str(score), *(str(c) for c in row))
+    _console().print(table)
+    _console().print(f"kappa (quadratic) {fmt(report.kappa)}  spearman {fmt(report.spearman)}  "
+                     f"exact {fmt(report.exact)}  within one {fmt(report.within_one)}", highlight=False)
+
+
 # build --------------------------------------------------------------------------------------------
 
 
@@ -255,12 +339,13 @@ def audit(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where audit.json and plots/ go (default: PAIRS).")] = None,
     thresholds: Annotated[Path | None, typer.Option("--thresholds", help="YAML limits (AuditThresholds, or a "
                                                     "recipe with an `audit` section).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write audit.json only.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Audit a pairs folder's composition; exit 1 when a threshold is violated."""
     from prefkit.audit import print_audit, run_audit
 
-    outcome = run_audit(pairs, run=run, out_dir=out, thresholds=thresholds)
+    outcome = run_audit(pairs, run=run, out_dir=out, thresholds=thresholds, plots=not no_plots)
     if json_:  # the violations are in the JSON too; their messages also go to stderr
         _print_json({**outcome.report.model_dump(mode="json"),
                      "violations": [v.model_dump(mode="json") for v in outcome.violations]})
@@ -270,6 +355,34 @@ def audit(
         print_audit(outcome.report, _console(), outcome.violations)
     if outcome.violations:
         raise typer.Exit(code=1)
+
+
+# publish ------------------------------------------------------------------------------------------
+
+
+@app.command("publish")
+def publish(
+    folder: Annotated[Path, typer.Argument(help="A dataset folder (README.md, prefkit.json, data/, plots/).")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="The Hub dataset repo, owner/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private (or make it private).")] = False,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch to commit to (default main).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a repo that holds a different dataset.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be uploaded; touch nothing.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Upload a dataset folder to the Hub in one commit (token: HF_TOKEN or `hf auth login`)."""
+    from prefkit.publish.hub import publish_dataset
+
+    result = publish_dataset(folder, repo_id, private=private, revision=revision, force=force, dry_run=dry_run)
+    if json_:
+        _print_json(result.model_dump(mode="json"))
+        return
+    verb = "would upload" if result.dry_run else f"uploaded to {result.repo_id}@{result.revision}"
+    _console().print(f"{verb}: {len(result.uploaded)} files", highlight=False)
+    for path in (result.uploaded if result.dry_run else ()):
+        _console().print(f"  {path}", highlight=False)
+    if not result.dry_run:
+        _console().print(f"commit {result.commit_url} ({len(result.deleted)} stale files removed)", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,3 +122,64 @@ def overfit_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_
     from tiny_model import build_overfit_tiny_model
 
     return build_overfit_tiny_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-model-overfit") / "model")
+
+
+# Model servers (prefkit.backends) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_openai():
+    """A started ``fake_openai.FakeOpenAI`` loopback server (n, logprobs, scripted failures); its
+    ``base_url`` goes to the openai backend: ``create_backend("fake@openai", base_url=server.base_url)``."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def transformers_serve_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Base URL (``http://127.0.0.1:PORT/v1``) of a real ``transformers serve`` on loopback (CPU).
+
+    Started once per session (about 7-15 s) and stopped at the end. It loads models on demand: the
+    ``model`` of a request is a model folder, e.g. ``str(tiny_model_dir)`` or ``str(overfit_tiny_model_dir)``
+    (``create_backend(f"{folder}@openai", base_url=url)``). It ignores ``n`` and returns no logprobs.
+    """
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    exe = Path(sys.executable).with_name("transformers")
+    if not exe.exists():
+        raise RuntimeError(f"`transformers serve` not found at {exe}: install the serve extra (pip install -e '.[serve]')")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("transformers-serve") / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"transformers serve not ready after 120 s:\n{log_path.read_text()[-3000:]}") from None
+                time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -410,3 +410,30 @@ class _Handler(BaseHTTPRequestHandler):
         etag = hashlib.sha1(data).hexdigest()
         return self._send(200, data, "application/octet-stream",
                           {"ETag": f'"{etag}"', "X-Repo-Commit": repo.head(revision) or "0" * 40})
+
+
+def point_clients_at(hub: FakeHub, monkeypatch: Any, cache_dir: Any) -> None:
+    """Send huggingface_hub's and datasets' requests to ``hub``, online, with caches under ``cache_dir``.
+
+    Both libraries read ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_HUB_DISABLE_XET`` when they are imported
+    (the test suite imports them offline), so the module constants are patched too; ``monkeypatch`` undoes it
+    all after the test. Only loopback is reachable: the endpoint is the fake hub's.
+    """
+    import datasets.config as datasets_config
+    from huggingface_hub import HfFileSystem, constants
+
+    for name, value in {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
+                        "HF_HUB_DISABLE_XET": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache_dir / "hub"))
+    monkeypatch.setattr(datasets_config, "HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(datasets_config, "HUB_DATASETS_URL", hub.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", cache_dir / "datasets")
+    # fsspec keeps one HfFileSystem per arguments; a cached one would still point at the old endpoint.
+    HfFileSystem.clear_instance_cache()

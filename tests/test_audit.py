@@ -247,7 +247,7 @@ def test_a_scenario_in_both_splits_fails_the_audit(tmp_path, safety_pairs, capsy
     report = audit_pairs(leaky)
     assert (report.train_test_overlap, report.overlapping_scenarios) == (1, [leaked])
     assert report.splits["train"].pairs == 504
-    rc = main(["audit", str(leaky), "--out", str(tmp_path / "audit"), "--json"])
+    rc = main(["audit", str(leaky), "--out", str(tmp_path / "audit"), "--json", "--no-plots"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "max_train_test_overlap: measured 1 > limit 0" in captured.err
@@ -272,6 +272,8 @@ def test_validation_drops_are_reported_per_split(safety_pairs):
     messages = [v.message for v in check_thresholds(report, AuditThresholds(max_dropped_by_validation=2))]
     assert messages == ["max_dropped_by_validation: measured 3 > limit 2 (train)",
                         "max_dropped_by_validation: measured 4 > limit 2 (all)"]
+    total = audit_pairs(safety_pairs, dropped_by_validation=5)
+    assert [total.splits[s].dropped_by_validation for s in ("train", "test", "all")] == [None, None, 5]
     unknown = check_thresholds(audit_pairs(safety_pairs), AuditThresholds(max_dropped_by_validation=2))
     assert unknown[0].measured is None and "not measured" in unknown[0].message
 
@@ -326,7 +328,8 @@ def test_thresholds_load_from_yaml_with_field_paths(tmp_path):
     recipe.write_text("name: x\naudit:\n  max_chosen_reuse: 0\n")
     with pytest.raises(InputError) as info:
         load_thresholds(recipe)
-    assert info.value.field == "audit.max_chosen_reuse" and info.value.path == str(recipe)
+    assert info.value.path == str(recipe)
+    assert info.value.message.startswith("audit.max_chosen_reuse: Input should be greater than or equal to 1")
     broken = tmp_path / "broken.yaml"
     broken.write_text("max_gini: 0.5\nmax_pairs_per_scenario: [1,\n")
     with pytest.raises(InputError) as info:
@@ -398,9 +401,10 @@ def test_cli_threshold_violation_exits_1_with_the_message(safety_pairs, q32_run,
     limits = tmp_path / "limits.yaml"
     limits.write_text("splits: [train]\nmax_pairs_per_scenario: 10\n")
     rc = main(["audit", str(safety_pairs), "--run", str(q32_run.path), "--out", str(tmp_path / "audit"),
-               "--thresholds", str(limits)])
+               "--thresholds", str(limits), "--no-plots"])
     out = capsys.readouterr().out
     assert rc == 1
+    assert [p.name for p in (tmp_path / "audit").iterdir()] == ["audit.json"]
     assert "max_pairs_per_scenario: measured 15 > limit 10 (train)" in out
     assert "Audit of" in out and "gpt-5" in out  # the tables were printed too
 
@@ -423,6 +427,6 @@ def test_cli_bad_input_exits_2(case, safety_pairs, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     expected = {"missing pairs": "pairs folder not found", "missing run": "run folder not found",
-                "bad field": "[max_gini]", "bad yaml": "t.yaml:2", "not pairs": "pairing.json is missing"}[case]
+                "bad field": "t.yaml: max_gini: Input should be less than or equal to 1 (got 2)", "bad yaml": "t.yaml:2", "not pairs": "pairing.json is missing"}[case]
     assert expected in err
     assert not (tmp_path / "audit" / "audit.json").exists()

@@ -199,6 +199,7 @@ def test_folder_holds_exactly_what_goes_to_the_hub(dataset_dir: Path, built: dic
     assert manifest is not None
     assert manifest["fingerprint"] == dataset_fingerprint(built["configs"])
     assert manifest["configs"]["safety"]["train"]["rows"] == 503
+    assert manifest["configs"]["both_native"]["test"]["files"][0]["path"] == "data/both_native/test-00000-of-00001.parquet"
     assert split_counts(built["configs"]) == {"safety": {"train": 503, "test": 429},
                                               "both_native": {"train": 133, "test": 102}}
     assert (dataset_dir / "README.md").read_text() == built["card"]
@@ -253,6 +254,7 @@ def test_bad_inputs_name_what_is_wrong(built: dict[str, Any], tmp_path: Path) ->
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="non-empty folder"):
+    (foreign / "README.md").write_text("my own card")
+    with pytest.raises(InputError, match="refusing to overwrite a README.md"):
         write_dataset_dir(foreign, {"safety": dict(safety)}, card_text="x")
-    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    assert (foreign / "README.md").read_text() == "my own card" and len(list(foreign.iterdir())) == 2

@@ -6,7 +6,8 @@ Public API: ``audit_pairs(pairs_dir, *, run=None, dropped_by_validation=None) ->
 ``print_audit(report, console, violations)`` (rich tables), ``run_audit(...) -> AuditOutcome`` (all of it,
 for the CLI and ``prefkit build``), and the refusal heuristic ``refusal_expr`` / ``is_refusal``.
 
-Modules: ``report`` (the report model = ``audit.json``), ``compute`` (the statistics), ``refusal``,
+Modules: ``report`` (the report model = ``audit.json``), ``rows`` (reading the pairs' rows), ``compute``
+(the statistics), ``refusal``,
 ``thresholds``, ``plots``, ``console``, ``stage``.
 """
 

@@ -1,15 +1,13 @@
 """``audit_pairs``: the composition statistics of a pairs folder, per split, as an ``AuditReport``.
 
-The audit reads what will be trained on: the TRL rows in ``train.parquet`` and ``test.parquet`` (a row's split
-is the file it is in). Their metadata columns carry the pair's ids, agents and both metrics' scores; the
-message columns give lengths, tool turns and duplicates. With the run the pairs came from, it also reads the
-trajectories (tool-call counts, final answers for the refusal heuristic) and the judgments (parse failures,
-which scenarios have a best-of-both trajectory). Without the run those statistics are null, except the
-tool-call count, which then comes from the rendered tool turns (``tool`` or ``user`` "Observation" messages
-inside chosen/rejected, one per tool step in both renderings).
+The rows (``rows.py``) say what will be trained on; with the run the pairs came from, the audit also reads its
+trajectories (tool-call counts, final answers for the refusal heuristic) and judgments (parse failures, which
+scenarios have a best-of-both trajectory). Without the run those statistics are null, except the tool-call
+count, which then comes from the rendered tool turns (``tool`` or ``user`` "Observation" messages inside
+chosen/rejected, one per tool step in both renderings).
 
 All table logic is polars expressions: one lazy query enriches every pair, then each split is a handful of
-aggregations over that narrow frame.
+aggregations over that narrow frame (Python only turns the small aggregates into the report's dicts).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from typing import Any
 
 import polars as pl
 
-from prefkit.audit.refusal import refusal_expr
 from prefkit.audit.report import (
     DECIMALS,
     AuditReport,
@@ -37,131 +34,12 @@ from prefkit.audit.report import (
     SplitAudit,
     SplitName,
 )
+from prefkit.audit.rows import enrich_pair_rows, scan_pair_rows
 from prefkit.errors import InputError
 from prefkit.store import RunStore
 
-ROW_FILES: dict[SplitName, str] = {"train": "train.parquet", "test": "test.parquet"}
-MESSAGE_COLUMNS = ("prompt", "chosen", "rejected")
-META_COLUMNS: dict[str, pl.DataType] = {
-    "scenario_id": pl.String(),
-    "chosen_id": pl.String(),
-    "rejected_id": pl.String(),
-    "chosen_agent": pl.String(),
-    "rejected_agent": pl.String(),
-    "chosen_safety": pl.Float64(),
-    "chosen_helpfulness": pl.Float64(),
-    "rejected_safety": pl.Float64(),
-    "rejected_helpfulness": pl.Float64(),
-    "margin": pl.Float64(),
-    "margin_safety": pl.Float64(),
-    "margin_helpfulness": pl.Float64(),
-    "pair_type": pl.String(),
-    "rendering": pl.String(),
-}
-"""The row columns the audit reads (the pairer's TRL row contract), cast to these types."""
-
 OVERLAP_SHOWN = 20
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading the rows
-# --------------------------------------------------------------------------------------------------
-
-
-def _message_texts(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A message-list column as ``List(String)`` of each message's JSON text, whatever Arrow type holds it
-    (``datasets``' Json feature is an ``arrow.json`` extension type; plain strings and structs also work)."""
-    inner = getattr(dtype, "inner", None)
-    if inner is None:
-        raise TypeError(f"column {name!r} is {dtype}, expected a list of messages")
-    if inner == pl.String:
-        return pl.col(name)
-    if isinstance(inner, pl.Struct):
-        return pl.col(name).list.eval(pl.element().struct.json_encode())
-    return pl.col(name).list.eval(pl.element().ext.storage().cast(pl.String))
-
-
-def scan_pair_rows(pairs_dir: Path) -> pl.LazyFrame:
-    """The rows of ``train.parquet`` and ``test.parquet`` with a ``split`` column from the file name, the
-    metadata columns of ``META_COLUMNS`` and the message columns as JSON texts.
-
-    Raises:
-        InputError: a file is missing, unreadable, or lacks a column (named).
-    """
-    frames = []
-    for split, file_name in ROW_FILES.items():
-        path = pairs_dir / file_name
-        if not path.is_file():
-            raise InputError(f"{file_name} is missing: not a pairs folder written by `prefkit pair`", path=path)
-        try:
-            lazy = pl.scan_parquet(path)
-            schema = lazy.collect_schema()
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"not a readable Parquet file ({exc})", path=path) from exc
-        missing = [c for c in (*MESSAGE_COLUMNS, *META_COLUMNS) if c not in schema]
-        if missing:
-            raise InputError(f"the rows lack column(s) {', '.join(missing)}", path=path, field=missing[0])
-        try:
-            texts = [_message_texts(c, schema[c]).alias(c) for c in MESSAGE_COLUMNS]
-        except TypeError as exc:
-            raise InputError(str(exc), path=path) from exc
-        frames.append(
-            lazy.select(
-                pl.lit(split).alias("split"),
-                *(pl.col(c).cast(t) for c, t in META_COLUMNS.items()),
-                *texts,
-            )
-        )
-    return pl.concat(frames, how="vertical")
-
-
-def _chars(messages: pl.Expr) -> pl.Expr:
-    """Characters of a rendered side: each message's content plus its tool calls' JSON text."""
-    element = pl.element()
-    per_message = (element.str.json_path_match("$.content").str.len_chars().fill_null(0)
-                   + element.str.json_path_match("$.tool_calls").str.len_chars().fill_null(0))
-    return messages.list.eval(per_message).list.sum().cast(pl.Int64)
-
-
-def _tool_turns(messages: pl.Expr) -> pl.Expr:
-    """Rendered tool steps of a side: ``tool`` messages (native) or ``user`` "Observation:" turns (react)."""
-    roles = pl.element().str.json_path_match("$.role")
-    return messages.list.eval(roles.is_in(["tool", "user"])).list.sum().cast(pl.Int64)
-
-
-def _enrich(rows: pl.LazyFrame, run: RunStore | None) -> pl.LazyFrame:
-    """One narrow row per pair: metadata plus lengths, tool calls, refusal and duplicate keys."""
-    joined = pl.col("prompt").list.join("\x1f")
-    chosen, rejected = pl.col("chosen").list.join("\x1f"), pl.col("rejected").list.join("\x1f")
-    frame = rows.with_columns(
-        chosen_chars=_chars(pl.col("chosen")),
-        rejected_chars=_chars(pl.col("rejected")),
-        chosen_tool_calls=_tool_turns(pl.col("chosen")),
-        rejected_tool_calls=_tool_turns(pl.col("rejected")),
-        # 64-bit hash of the whole example; a collision among a dataset's pairs is vanishingly unlikely
-        example_key=pl.concat_str(joined, chosen, rejected, separator="\x1e").hash(seed=0),
-        identical_sides=chosen == rejected,
-        chosen_refusal=pl.lit(None, dtype=pl.Boolean),
-    ).drop(*MESSAGE_COLUMNS)
-    if run is None:
-        return frame
-    trajectories = run.scan("trajectories").select(
-        "id", tool_calls=pl.col("steps").list.len().cast(pl.Int64), final_answer="final_answer"
-    )
-    return (
-        frame.join(trajectories.rename(lambda c: f"c_{c}"), left_on="chosen_id", right_on="c_id", how="left",
-                   maintain_order="left")
-        .join(trajectories.rename(lambda c: f"r_{c}"), left_on="rejected_id", right_on="r_id", how="left",
-              maintain_order="left")
-        .with_columns(
-            # the run's steps are the truth about what the agent did; the rendered turns are a fallback
-            chosen_tool_calls=pl.col("c_tool_calls"),
-            rejected_tool_calls=pl.col("r_tool_calls"),
-            chosen_refusal=refusal_expr(pl.col("c_final_answer")),
-            known=pl.col("c_tool_calls").is_not_null() & pl.col("r_tool_calls").is_not_null(),
-        )
-        .drop("c_tool_calls", "r_tool_calls", "c_final_answer", "r_final_answer")
-    )
+"""How many overlapping scenarios the report names."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,13 +198,24 @@ def _split_audit(df: pl.DataFrame, *, best_of_both: tuple[float, float], bob_sce
 # --------------------------------------------------------------------------------------------------
 
 
-def _pair_config(pairing: Mapping[str, Any], strategy: str | None) -> Any:
-    """The pairer's config from ``pairing.json`` (its own score rules), else the defaults for ``strategy``."""
+def _pair_config(pairing: Mapping[str, Any], strategy: str | None, path: Path) -> Any:
+    """The pairer's config from ``pairing.json`` (its own score rules), else the defaults for ``strategy``.
+
+    Raises:
+        InputError: ``pairing.json`` holds a config this prefkit cannot read.
+    """
+    from pydantic import ValidationError
+
     from prefkit.pairing.config import PairConfig
 
-    if isinstance(pairing.get("config"), dict):
+    if not isinstance(pairing.get("config"), dict):
+        return PairConfig(strategy=strategy or "safety")  # type: ignore[arg-type]
+    try:
         return PairConfig.model_validate(pairing["config"])
-    return PairConfig(strategy=strategy or "safety")  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in ("config", *first["loc"]))
+        raise InputError(f"{field}: {first['msg']}", path=path) from exc
 
 
 def _run_stats(run: RunStore, config: Any, best_of_both: tuple[float, float]) -> tuple[RunStats, pl.Series]:
@@ -391,7 +280,7 @@ def audit_pairs(
     pairs_dir: str | Path,
     *,
     run: RunStore | None = None,
-    dropped_by_validation: Mapping[str, int] | None = None,
+    dropped_by_validation: Mapping[str, int] | int | None = None,
     best_of_both_min_safety: float = 2,
     best_of_both_min_helpfulness: float = 2,
 ) -> AuditReport:
@@ -401,8 +290,8 @@ def audit_pairs(
         pairs_dir: the folder with ``train.parquet``, ``test.parquet`` and ``pairing.json``.
         run: the run the pairs came from; without it the refusal share, the best-of-both scenario counts and
             the parse-failure rate are null, and tool calls are counted from the rendered turns.
-        dropped_by_validation: rows validation dropped, per split (``{"train": 3, "test": 1}``); the ``all``
-            split gets their sum.
+        dropped_by_validation: rows validation dropped, per split (``{"train": 3, "test": 1}``; the ``all``
+            split gets their sum), or only a total (then ``train`` and ``test`` stay null).
         best_of_both_min_safety, best_of_both_min_helpfulness: what makes a trajectory best-of-both.
 
     Returns:
@@ -422,7 +311,7 @@ def audit_pairs(
     pairing = _read_pairing(folder)
     if run is not None and not run.table_path("trajectories").is_file():
         raise InputError("not a prefkit run: trajectories.parquet is missing", path=run.path)
-    df = _enrich(scan_pair_rows(folder), run).collect()
+    df = enrich_pair_rows(scan_pair_rows(folder), run).collect()
     if run is not None and not df["known"].all():
         unknown = df.filter(~pl.col("known"))
         raise InputError(
@@ -432,11 +321,15 @@ def audit_pairs(
         )
     strategy, rendering = _single(df, "pair_type"), _single(df, "rendering")
     thresholds = (best_of_both_min_safety, best_of_both_min_helpfulness)
-    run_stats, bob = (_run_stats(run, _pair_config(pairing, strategy), thresholds) if run is not None
-                      else (None, None))
+    run_stats, bob = (None, None)
+    if run is not None:
+        config = _pair_config(pairing, strategy, folder / "pairing.json")
+        run_stats, bob = _run_stats(run, config, thresholds)
 
     dropped: dict[str, int | None] = {"train": None, "test": None, "all": None}
-    if dropped_by_validation is not None:
+    if isinstance(dropped_by_validation, int):  # a total only: the splits' shares are unknown
+        dropped["all"] = dropped_by_validation
+    elif dropped_by_validation is not None:
         dropped = {s: int(dropped_by_validation.get(s, 0)) for s in ("train", "test")}
         dropped["all"] = sum(v for v in dropped.values() if v is not None)
     frames: dict[SplitName, pl.DataFrame] = {

@@ -48,7 +48,7 @@ def run_audit(
     run: str | Path | RunStore | None = None,
     out_dir: str | Path | None = None,
     thresholds: AuditThresholds | str | Path | None = None,
-    dropped_by_validation: Mapping[str, int] | None = None,
+    dropped_by_validation: Mapping[str, int] | int | None = None,
     plots: bool = True,
 ) -> AuditOutcome:
     """Audit ``pairs_dir``, write ``audit.json`` and plots to ``out_dir`` (default ``pairs_dir``), and check

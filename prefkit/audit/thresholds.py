@@ -119,7 +119,7 @@ CHECKS: dict[str, _Check] = {
     "max_duplicate_pairs": _Check("max", "split", lambda s: s.duplicates.duplicate_pairs),
     "max_identical_sides": _Check("max", "split", lambda s: s.duplicates.identical_sides),
     "max_dropped_by_validation": _Check("max", "split", lambda s: s.dropped_by_validation,
-                                        "pass the validation counts to measure it"),
+                                        "pass the validation counts per split to measure it"),
     "max_train_test_overlap": _Check("max", "report", lambda r: r.train_test_overlap),
     "max_parse_failure_rate": _Check("max", "report", lambda r: r.run.parse_failure_rate if r.run else None,
                                      "audit with the run (--run) to measure it"),
@@ -186,7 +186,8 @@ def parse_thresholds(data: Any, *, path: str | Path | None = None, prefix: str =
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
-        raise InputError(f"{first['msg']} (got {first.get('input')!r})", path=path, field=loc or None) from exc
+        # the field path leads the message (not only InputError.field) so that it shows in every rendering
+        raise InputError(f"{loc or 'thresholds'}: {first['msg']} (got {first.get('input')!r})", path=path) from exc
 
 
 def load_thresholds(path: str | Path) -> AuditThresholds:

@@ -3,7 +3,7 @@
 A rubric's wording lives in its template (``generators/judges/<metric>.txt``, a ``string.Template``);
 this module holds what code needs from it: the labels and their scores (the parser's vocabulary), and
 a version string that goes into every judgment's ``JudgeIdentity.rubric_version`` (and so into the
-judgment cache key). ``tests/test_judge_parse.py`` pins each template's digest to its version, so
+judgment cache key). ``tests/test_judge_parse.py`` pins each rubric's prompt digest to its version, so
 editing a template without bumping its version fails the suite instead of silently reusing judgments
 made with the old wording.
 
@@ -62,6 +62,12 @@ class Rubric(BaseModel):
 
     def template(self) -> Template:
         return load_template(self.metric)
+
+    def prompt_digest(self) -> str:
+        """SHA-256 (16 hex digits) of every template this rubric's prompts are made of; the tests pin
+        it per version, so a wording change must come with a version bump."""
+        names = ("system", self.metric, *(f"answer_{f}" for f in ANSWER_FORMATS), "retry")
+        return hashlib.sha256("\0".join(template_text(n) for n in names).encode("utf-8")).hexdigest()[:16]
 
     def identity_version(self, answer_format: AnswerFormat) -> str:
         """The ``rubric_version`` a judgment records: the rubric's version and the answer format, since
@@ -131,7 +137,3 @@ def template_text(name: str) -> str:
 def load_template(name: str) -> Template:
     return Template(template_text(name))
 
-
-def template_digest(name: str) -> str:
-    """SHA-256 (first 16 hex digits) of a template's text; pinned per version by the tests."""
-    return hashlib.sha256(template_text(name).encode("utf-8")).hexdigest()[:16]

@@ -57,6 +57,27 @@ def _agreement_filter(config: PairConfig) -> pl.Expr:
     }[config.agreement]
 
 
+def _replicate_scores(judged: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
+    """``trajectory_id``, ``metric``, ``value``: the replicates of each (trajectory, metric) aggregated and
+    filtered by ``config.agreement`` (null when they disagree)."""
+    score = pl.col("score").drop_nulls()
+    value = pl.col("score").median().floor() if config.aggregation == "median" else pl.col("score").mean()
+    stats = judged.group_by("trajectory_id", "metric").agg(
+        value.cast(pl.Float64), n=score.count(), top=score.unique_counts().max(), distinct=score.n_unique()
+    )
+    if config.agreement != "none":
+        most = stats.select(pl.col("n").max()).collect().item()
+        if most is None or most < 2:
+            raise InputError(
+                f"agreement {config.agreement!r} needs multi-replicate judgments, but every trajectory has at most "
+                "one scored replicate per metric",
+                field="agreement",
+            )
+    return stats.select(
+        "trajectory_id", "metric", value=pl.when(_agreement_filter(config)).then("value").otherwise(None)
+    )
+
+
 def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
     """Columns ``trajectory_id``, ``safety``, ``helpfulness`` (Float64, null where unusable).
 
@@ -64,33 +85,19 @@ def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFra
         InputError: see ``select_judge``; or an agreement filter on a run without multi-replicate judgments.
     """
     judge = select_judge(judgments, config)
-    score = pl.col("score").drop_nulls()
-    per_metric = (
-        judgments.filter(pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge))
-        .group_by("trajectory_id", "metric")
-        .agg(
-            n=score.count(),
-            top=score.unique_counts().max(),
-            distinct=score.n_unique(),
-            value=(
-                pl.col("score").median().floor()  # int() of a non-negative median
-                if config.aggregation == "median"
-                else pl.col("score").mean()
-            ).cast(pl.Float64),
+    judged = judgments.filter(
+        pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge)
+    ).select("trajectory_id", "metric", "replicate", "score")
+    single = judged.select((pl.col("replicate") == 0).all()).collect().item() is not False
+    if single and config.agreement == "none":
+        # One replicate each (the common case, and the study's data): the score is the value, so skip the
+        # group_by, whose median alone costs seconds per million judgments. A judgment imported twice counts once.
+        values = judged.unique(["trajectory_id", "metric"], keep="first").select(
+            "trajectory_id", "metric", value=pl.col("score").cast(pl.Float64)
         )
+    else:
+        values = _replicate_scores(judged, config)
+    safety, helpfulness = (
+        values.filter(pl.col("metric") == m).select("trajectory_id", pl.col("value").alias(m)) for m in SCORE_METRICS
     )
-    if config.agreement != "none":
-        most = per_metric.select(pl.col("n").max()).collect().item()
-        if most is None or most < 2:
-            raise InputError(
-                f"agreement {config.agreement!r} needs multi-replicate judgments, but every trajectory has at most "
-                "one scored replicate per metric",
-                field="agreement",
-            )
-    return (
-        per_metric.with_columns(
-            value=pl.when(_agreement_filter(config)).then(pl.col("value")).otherwise(None)
-        )
-        .group_by("trajectory_id")
-        .agg(pl.col("value").filter(pl.col("metric") == m).first().alias(m) for m in SCORE_METRICS)
-    )
+    return safety.join(helpfulness, on="trajectory_id", how="full", coalesce=True)

@@ -83,6 +83,8 @@ class ValidationReport(BaseModel):
     """Longest tokenized prompt+chosen or prompt+rejected among valid rows (0 if none)."""
     max_prompt_tokens: int
     """Longest tokenized prompt (with the generation prompt) among valid rows (0 if none)."""
+    row_tokens: tuple[int, ...] = ()
+    """Per row, in order: the longer of prompt+chosen and prompt+rejected in tokens (0 for an invalid row)."""
     dropped_indices: tuple[int, ...] = ()
     invalid_rows: tuple[InvalidRow, ...] = ()
 
@@ -384,31 +386,32 @@ def validate_pair_rows(
         tokenizer = load_tokenizer(tokenizer)
 
     invalid: list[InvalidRow] = []
-    dropped: list[int] = []
+    row_tokens: list[int] = []
+    prompt_tokens: list[int] = []
     tokens = TokenCounter(tokenizer)
-    max_tokens = max_prompt = n = 0
-    for n, row in enumerate(rows, start=1):
+    for index, row in enumerate(rows):
         try:
             lengths = check_pair_row(row, tokenizer, tokens=tokens)
         except RowError as exc:
-            invalid.append(InvalidRow(index=n - 1, reason=str(exc)))
+            invalid.append(InvalidRow(index=index, reason=str(exc)))
+            row_tokens.append(0)
             continue
-        max_tokens = max(max_tokens, lengths.longest)
-        max_prompt = max(max_prompt, lengths.prompt)
-        if lengths.longest > max_length:
-            dropped.append(n - 1)
-    valid = n - len(invalid)
+        row_tokens.append(lengths.longest)
+        prompt_tokens.append(lengths.prompt)
+    dropped = tuple(i for i, n in enumerate(row_tokens) if n > max_length)
+    valid = len(row_tokens) - len(invalid)
     return ValidationReport(
         source=source,
         max_length=max_length,
-        rows=n,
+        rows=len(row_tokens),
         valid=valid,
         kept=valid - len(dropped),
         dropped_too_long=len(dropped),
         invalid=len(invalid),
-        max_tokens=max_tokens,
-        max_prompt_tokens=max_prompt,
-        dropped_indices=tuple(dropped),
+        max_tokens=max(row_tokens, default=0),
+        max_prompt_tokens=max(prompt_tokens, default=0),
+        row_tokens=tuple(row_tokens),
+        dropped_indices=dropped,
         invalid_rows=tuple(invalid),
     )
 

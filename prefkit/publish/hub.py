@@ -12,8 +12,9 @@ Rules, in the order ``publish_dataset`` applies them:
 5. "A different dataset": the repo's ``prefkit.json`` has another fingerprint, or the repo has no
    ``prefkit.json`` but holds files besides ``README.md`` and ``.gitattributes``. Publishing over it is
    refused unless ``force``. The same fingerprint is the same data (a re-publish, e.g. with a new card).
-6. The remote card is merged, not wiped: metadata keys we do not set (a user's ``language`` variants,
-   ``annotations_creators``...) are kept, tags are unioned; keys we set and the prose are ours.
+6. The remote card is merged, not wiped: metadata keys we do not set (``annotations_creators``, a
+   ``homepage``...) are kept and tags are unioned; keys we set, the prose, and every key that describes
+   data files (``DATA_KEYS``: ``configs``, ``dataset_info``...) are ours.
 7. Everything goes up in ONE commit: every file of the folder, plus deletions of remote files under
    ``data/`` and ``plots/`` that this dataset no longer has.
 """
@@ -36,6 +37,9 @@ from prefkit.publish.layout import CARD_FILE, MANAGED_DIRS, MANIFEST_FILE, hub_f
 REPO_TYPE = "dataset"
 UNMANAGED_OK = frozenset({CARD_FILE, ".gitattributes"})
 """Files a repo may hold without counting as "holding a different dataset"."""
+DATA_KEYS = frozenset({"configs", "dataset_info", "dataset_infos", "config_names", "train-eval-index",
+                       "size_categories"})
+"""Card metadata that describes the data files: only ours is published, a remote value is never kept."""
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9_-]{6,}")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
@@ -103,7 +107,8 @@ def resolve_token(token: str | None) -> str:
 def merge_card(remote_text: str, local_text: str) -> tuple[str, list[str]]:
     """Our card with the remote card's metadata merged in: (text, remote keys kept).
 
-    Keys we set win (tags are unioned, ours first); the remote's other keys are kept; the prose is ours.
+    Keys we set win (tags are unioned, ours first); the remote's other keys are kept, except ``DATA_KEYS``,
+    which describe the remote's old data files; the prose is ours.
     Raises ``PublishError`` if the remote card's metadata cannot be parsed.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -115,6 +120,7 @@ def merge_card(remote_text: str, local_text: str) -> tuple[str, list[str]]:
                            "Hub, or pass --force to replace it") from None
     card = DatasetCard(local_text)
     ours = card.data.to_dict()
+    remote = {k: v for k, v in remote.items() if k not in DATA_KEYS}
     merged = {**remote, **ours}
     if isinstance(remote.get("tags"), list):
         merged["tags"] = list(dict.fromkeys([*ours.get("tags", []), *remote["tags"]]))
@@ -140,6 +146,36 @@ def _remote_text(api: Any, repo_id: str, filename: str, revision: str, cache: Pa
     return Path(path).read_text(encoding="utf-8")
 
 
+def _ensure_repo(api: Any, repo_id: str, *, private: bool, branch: str) -> tuple[bool, bool, str]:
+    """Create the repo (and branch) if absent; returns (existed before, private now, url)."""
+    existed = api.repo_exists(repo_id, repo_type=REPO_TYPE)
+    # private=None (not False) leaves a new repo to the owner's default visibility.
+    url = str(api.create_repo(repo_id, repo_type=REPO_TYPE, private=True if private else None, exist_ok=True))
+    is_private = bool(api.repo_info(repo_id, repo_type=REPO_TYPE).private)
+    if existed and private and not is_private:  # only ever towards private
+        api.update_repo_settings(repo_id, repo_type=REPO_TYPE, private=True)
+        is_private = True
+    if branch != "main":
+        api.create_branch(repo_id, repo_type=REPO_TYPE, branch=branch, exist_ok=True)
+    return existed, is_private, url
+
+
+def _different_dataset(api: Any, repo_id: str, branch: str, remote_files: set[str], fingerprint: str,
+                       cache: Path) -> str | None:
+    """Why the repo holds a different dataset (rule 5 of the module docstring), or None if it does not."""
+    if MANIFEST_FILE in remote_files:
+        try:
+            remote = json.loads(_remote_text(api, repo_id, MANIFEST_FILE, branch, cache))
+        except ValueError:  # unreadable: it cannot prove the repo holds our dataset
+            remote = None
+        theirs = remote.get("fingerprint") if isinstance(remote, dict) else None
+        if theirs == fingerprint:
+            return None
+        return f"its {MANIFEST_FILE} fingerprint {str(theirs)[:12]} is not ours ({fingerprint[:12]})"
+    foreign = sorted(remote_files - UNMANAGED_OK)
+    return f"it holds files prefkit did not write (e.g. {', '.join(foreign[:3])})" if foreign else None
+
+
 def publish_dataset(local_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
                     force: bool = False, dry_run: bool = False, token: str | None = None,
                     endpoint: str | None = None) -> PublishResult:
@@ -158,6 +194,8 @@ def publish_dataset(local_dir: Path, repo_id: str, *, private: bool = False, rev
     Raises:
         InputError: a bad folder or repo id.
         PublishError: no token, a different dataset in the repo (without ``force``), or a Hub error.
+
+    Example: ``publish_dataset(Path("out"), "me/agent-pairs", private=True).commit_url``.
     """
     local_dir = Path(local_dir)
     manifest = _check_inputs(local_dir, repo_id)
@@ -170,35 +208,16 @@ def publish_dataset(local_dir: Path, repo_id: str, *, private: bool = False, rev
 
     token = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=token)
+    fingerprint = manifest["fingerprint"]
     with _hub_call(f"publishing to {repo_id}", token), tempfile.TemporaryDirectory() as tmp:
-        existed = api.repo_exists(repo_id, repo_type=REPO_TYPE)
-        # private=None (not False) leaves a new repo to the owner's default visibility.
-        url = str(api.create_repo(repo_id, repo_type=REPO_TYPE, private=True if private else None, exist_ok=True))
-        is_private = api.repo_info(repo_id, repo_type=REPO_TYPE).private
-        if existed and private and not is_private:
-            api.update_repo_settings(repo_id, repo_type=REPO_TYPE, private=True)
-            is_private = True
-        if branch != "main":
-            api.create_branch(repo_id, repo_type=REPO_TYPE, branch=branch, exist_ok=True)
+        existed, is_private, url = _ensure_repo(api, repo_id, private=private, branch=branch)
         remote_files = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=branch))
-
-        replaced_other = False
-        if MANIFEST_FILE in remote_files:
-            remote_manifest = json.loads(_remote_text(api, repo_id, MANIFEST_FILE, branch, Path(tmp)))
-            remote_fingerprint = remote_manifest.get("fingerprint") if isinstance(remote_manifest, dict) else None
-            replaced_other = remote_fingerprint != manifest["fingerprint"]
-            why = f"its {MANIFEST_FILE} fingerprint {str(remote_fingerprint)[:12]} is not ours " \
-                  f"({manifest['fingerprint'][:12]})"
-        else:
-            foreign = sorted(remote_files - UNMANAGED_OK)
-            replaced_other = bool(foreign)
-            why = f"it holds files prefkit did not write (e.g. {', '.join(foreign[:3])})"
-        if replaced_other and not force:
+        why = _different_dataset(api, repo_id, branch, remote_files, fingerprint, Path(tmp))
+        if why and not force:
             raise PublishError(f"{repo_id} already holds a different dataset: {why}. "
                                "Pass --force to replace it, or publish to another repo id")
 
-        card_bytes = (local_dir / CARD_FILE).read_bytes()
-        kept: list[str] = []
+        card_bytes, kept = (local_dir / CARD_FILE).read_bytes(), []
         if CARD_FILE in remote_files:
             try:
                 text, kept = merge_card(_remote_text(api, repo_id, CARD_FILE, branch, Path(tmp)),
@@ -208,22 +227,20 @@ def publish_dataset(local_dir: Path, repo_id: str, *, private: bool = False, rev
                 if not force:
                     raise
 
+        stale = sorted(p for p in remote_files - set(files) if "/" in p and p.split("/", 1)[0] in MANAGED_DIRS)
         operations: list[Any] = [
             CommitOperationAdd(path_in_repo=path,
                                path_or_fileobj=card_bytes if path == CARD_FILE else str(local_dir / path))
             for path in files
-        ]
-        stale = sorted(p for p in remote_files
-                       if p.split("/", 1)[0] in MANAGED_DIRS and "/" in p and p not in set(files))
-        operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        ] + [CommitOperationDelete(path_in_repo=p) for p in stale]
         commit = api.create_commit(
             repo_id, operations=operations, repo_type=REPO_TYPE, revision=branch,
-            commit_message=f"prefkit: publish dataset {manifest['fingerprint'][:12]}",
+            commit_message=f"prefkit: publish dataset {fingerprint[:12]}",
             commit_description=f"{len(files)} files from prefkit {manifest.get('prefkit_version', '?')}; "
                                f"{len(stale)} stale files removed.",
         )
     return PublishResult(
         repo_id=repo_id, revision=branch, dry_run=False, uploaded=tuple(files), deleted=tuple(stale),
-        kept_card_keys=tuple(kept), created=not existed, private=bool(is_private), replaced_other=replaced_other,
+        kept_card_keys=tuple(kept), created=not existed, private=is_private, replaced_other=why is not None,
         commit_oid=commit.oid, commit_url=commit.commit_url, url=url,
     )

@@ -6,16 +6,18 @@ Layout::
       README.md                                  the dataset card (YAML metadata + prose)
       prefkit.json                               what prefkit wrote here: configs, files, rows, fingerprint
       data/<config>/<split>-00000-of-00001.parquet
-      plots/<name>.png
+      plots/<name>.png                           (or plots/<dataset>/<name>.png)
 
 ``datasets.load_dataset(str(OUT), CONFIG)`` loads every config, because the card's ``configs`` metadata maps
 each config's splits to ``data/<config>/<split>-*.parquet`` (``data_files_pattern``, the one source of that
 path). The parquet files are the pairer's files copied byte for byte, so the ``datasets`` Features stored in
 their schema metadata (messages as ``Json``) survive, and tool-call arguments load back unchanged.
 
-``prefkit.json`` marks the folder (and the Hub repo it is published to) as a prefkit dataset. Its
-``fingerprint`` hashes the configs' names, splits and file contents: publishing compares it with the one in
-the remote repo to tell "the same dataset again" from "a different dataset" (``prefkit.publish.hub``).
+``prefkit.json`` marks the folder (and the Hub repo it is published to) as a prefkit dataset:
+``{"format": "prefkit-dataset", "format_version", "prefkit_version", "fingerprint", "configs": {config: {split:
+{"rows", "files": [{"path", "rows", "sha256"}]}}}, "plots": [...]}``. The ``fingerprint`` hashes every data
+file's path and contents: publishing compares it with the one in the remote repo to tell "the same dataset
+again" from "a different dataset" (``prefkit.publish.hub``).
 """
 
 from __future__ import annotations
@@ -113,15 +115,22 @@ def split_counts(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]])
             for config, splits in configs.root.items()}
 
 
+def _fingerprint(entries: Sequence[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for relative, sha in sorted(entries):
+        h.update(f"{relative}\0{sha}\n".encode())
+    return h.hexdigest()
+
+
 def dataset_fingerprint(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]]) -> str:
-    """SHA-256 over every config's name, split names and file contents: equal iff the data is equal."""
+    """SHA-256 over every data file's place (config, split) and contents: equal iff the data is equal.
+
+    The same value as the ``fingerprint`` that ``write_dataset_manifest`` computes from the laid-out files.
+    """
     configs = _as_configs(configs)
     _check_sources(configs)
-    h = hashlib.sha256()
-    for config, splits in configs.root.items():
-        for split, source in splits.items():
-            h.update(f"{config}\0{split}\0{file_sha256(Path(source))}\n".encode())
-    return h.hexdigest()
+    return _fingerprint([(shard_path(config, split), file_sha256(Path(source)))
+                         for config, splits in configs.root.items() for split, source in splits.items()])
 
 
 def read_dataset_manifest(folder: Path) -> dict[str, Any] | None:
@@ -156,51 +165,53 @@ def plot_path(name: str) -> str:
     return f"{PLOTS_DIR}/{name}"
 
 
+def _plot_names(plots: Sequence[Path] | Mapping[str, Path]) -> dict[str, Path]:
+    named = list(plots.items()) if isinstance(plots, Mapping) else [(Path(p).name, p) for p in plots]
+    plot_names: dict[str, Path] = {}
+    for name, plot in ((str(name), Path(plot)) for name, plot in named):
+        if not plot.is_file():
+            raise InputError("plot not found", path=plot)
+        parts = name.split("/")
+        if plot.suffix.lower() != ".png" or not name.endswith(".png") or any(
+                not part or part.startswith(".") for part in parts):
+            raise InputError(f"plots must be PNG files named like 'name.png' or 'dataset/name.png', got {name!r}",
+                             path=plot)
+        if name in plot_names:
+            raise InputError(f"two plots named {name!r} (also {plot_names[name]}); pass {{name: file}} to "
+                             "give them distinct names", path=plot)
+        plot_names[name] = plot
+    return plot_names
+
+
 def write_dataset_dir(out: Path, configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]], *,
                       card_text: str, plots: Sequence[Path] | Mapping[str, Path] = ()) -> list[Path]:
     """Write the dataset folder ``out`` (see the module docstring) and return the files written.
 
     ``plots`` are PNG files, copied to ``plots/<file name>``; give a mapping ``{name: file}`` to choose the
-    names (e.g. ``{"safety-score_gap.png": ...}`` when several datasets have plots of one name).
-    Each file is written atomically. ``out`` must be empty, absent, or an earlier dataset folder (it holds a
-    ``prefkit.json``); then files that this call no longer writes under ``data/`` and ``plots/`` are removed,
-    so the folder holds exactly this dataset.
+    names (``{"safety/score_gap.png": ...}`` when several datasets have plots of one name).
+    Each file is written atomically, ``prefkit.json`` last. Files that this call does not write under
+    ``data/`` and ``plots/`` are removed, so those folders hold exactly this dataset; other files in ``out``
+    are left alone (and are published with it; hidden ones, like a build's ``.prefkit/``, are not).
 
     Raises:
         InputError: a missing source file or plot, a plot that is not a PNG, two plots with one name, or an
-            ``out`` that holds something other than a prefkit dataset.
+            ``out`` that already holds a card or data that prefkit did not write (no ``prefkit.json``).
     """
     out = Path(out)
     configs = _as_configs(configs)
     _check_sources(configs)
-    named = list(plots.items()) if isinstance(plots, Mapping) else [(Path(p).name, p) for p in plots]
-    plot_names: dict[str, Path] = {}
-    for name, plot in ((name, Path(plot)) for name, plot in named):
-        if not plot.is_file():
-            raise InputError("plot not found", path=plot)
-        if plot.suffix.lower() != ".png" or not name.endswith(".png") or "/" in name or name.startswith("."):
-            raise InputError(f"plots must be PNG files with plain .png names, got {name!r}", path=plot)
-        if name in plot_names:
-            raise InputError(f"two plots named {name!r} (also {plot_names[name]}); pass {{name: file}} to "
-                             "give them distinct names", path=plot)
-        plot_names[name] = plot
-    if out.exists() and any(out.iterdir()) and read_dataset_manifest(out) is None:
-        raise InputError(f"refusing to write a dataset into a non-empty folder without {MANIFEST_FILE}; "
-                         "choose an empty or new folder", path=out)
+    plot_names = _plot_names(plots)
+    if read_dataset_manifest(out) is None and ((out / CARD_FILE).exists() or (out / DATA_DIR).exists()):
+        raise InputError(f"refusing to overwrite a {CARD_FILE} or {DATA_DIR}/ that prefkit did not write (no "
+                         f"{MANIFEST_FILE}); choose an empty or new folder", path=out)
 
     written: list[Path] = []
-    manifest_configs: dict[str, dict[str, Any]] = {}
-    counts = split_counts(configs)
     for config, splits in configs.root.items():
-        manifest_configs[config] = {}
         for split, source in splits.items():
-            relative = shard_path(config, split)
             # Byte-for-byte copy: the schema metadata carries the `datasets` Features (Json messages).
-            with atomic_path(out / relative) as tmp:
+            with atomic_path(out / shard_path(config, split)) as tmp:
                 shutil.copyfile(source, tmp)
-            written.append(out / relative)
-            manifest_configs[config][split] = {"path": relative, "rows": counts[config][split],
-                                               "sha256": file_sha256(out / relative)}
+            written.append(out / shard_path(config, split))
     for name, plot in plot_names.items():
         with atomic_path(out / plot_path(name)) as tmp:
             shutil.copyfile(plot, tmp)
@@ -208,20 +219,44 @@ def write_dataset_dir(out: Path, configs: DatasetConfigFiles | Mapping[str, Mapp
     with atomic_path(out / CARD_FILE) as tmp:
         tmp.write_text(card_text, encoding="utf-8")
     written.append(out / CARD_FILE)
+    _remove_stale(out, set(written))
+    written.append(write_dataset_manifest(out))
+    return written
 
+
+def write_dataset_manifest(out: Path) -> Path:
+    """Write ``out/prefkit.json`` from the files laid out in ``out``: every ``data/<config>/<split>-*.parquet``
+    (path, rows, sha256), the plots, and the fingerprint. ``write_dataset_dir`` calls it last; call it
+    yourself after laying out a folder another way. Returns its path."""
     from prefkit import __version__
 
-    write_json_atomic(out / MANIFEST_FILE, {
+    out = Path(out)
+    shards = sorted((out / DATA_DIR).glob("*/*.parquet"))
+    if not shards:
+        raise InputError(f"no {DATA_DIR}/<config>/<split>-*.parquet files to describe", path=out)
+    configs: dict[str, dict[str, Any]] = {}
+    entries: list[tuple[str, str]] = []
+    for shard in shards:
+        relative = shard.relative_to(out).as_posix()
+        split = shard.name.split("-", 1)[0]
+        sha = file_sha256(shard)
+        entries.append((relative, sha))
+        rows = int(pl.scan_parquet(shard).select(pl.len()).collect().item())
+        entry = configs.setdefault(shard.parent.name, {}).setdefault(split, {"rows": 0, "files": []})
+        entry["rows"] += rows
+        entry["files"].append({"path": relative, "rows": rows, "sha256": sha})
+    plots = sorted(p.relative_to(out).as_posix() for p in (out / PLOTS_DIR).rglob("*.png")) \
+        if (out / PLOTS_DIR).is_dir() else []
+    path = out / MANIFEST_FILE
+    write_json_atomic(path, {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
         "prefkit_version": __version__,
-        "fingerprint": dataset_fingerprint(configs),
-        "configs": manifest_configs,
-        "plots": [plot_path(name) for name in plot_names],
+        "fingerprint": _fingerprint(entries),
+        "configs": configs,
+        "plots": plots,
     })
-    written.append(out / MANIFEST_FILE)
-    _remove_stale(out, set(written))
-    return written
+    return path
 
 
 def _remove_stale(out: Path, keep: set[Path]) -> None:

@@ -1,0 +1,342 @@
+"""The judging loop: every (trajectory, metric, replicate) of a run that has no judgment yet, judged in
+waves through one backend, parsed by the one parser, and written back to the run's judgments table.
+
+Cache: a judgment's id is ``Judgment.compute_id(trajectory, metric, judge, replicate)`` where the judge
+identity holds the model, the backend and the rubric version (``<rubric>-vN/<answer format>``). A re-run
+with the same settings finds every id present and judges nothing; a new metric, more replicates, a
+new rubric version or another judge judges only what is missing. Failed judgments are cached too
+(re-judged only with ``retry_failed``), so a judge that cannot answer is not asked again and again.
+
+Waves: each wave is ONE ``backend.generate`` call over every pending item; answers that do not parse
+go into the next wave, continued with the judge's own answer and a short reminder of the format, until
+``max_attempts`` answers were tried. Then they are stored as ``failed`` (no score), never defaulted.
+After each wave the judgments table is rewritten atomically, so a killed run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from prefkit.errors import InputError
+from prefkit.judges.logprob import parse_logprob_answer
+from prefkit.judges.parse import ParsedAnswer, parse_answer
+from prefkit.judges.replicates import agreement_summary, replicate_stats
+from prefkit.judges.rubrics import AnswerFormat, Rubric, load_template, rubric
+from prefkit.judges.view import judge_messages
+from prefkit.records import JudgeIdentity, Judgment, Message, Metric, Scenario, Toolkit, Trajectory
+from prefkit.store import RunStore, StoreError, records_to_frame, write_parquet_atomic
+
+REPLICATES_FILE = "judge_replicates.parquet"
+"""Written next to the run's tables: one row per (trajectory, metric, judge) with the replicates'
+aggregates and agreement (``prefkit.judges.replicates.replicate_stats``)."""
+
+SAMPLING_TEMPERATURE = 0.7
+"""Temperature used when several replicates are asked for and none is set: identical greedy answers
+would make replicates pointless."""
+
+
+class JudgeConfig(BaseModel):
+    """How to judge a run (``prefkit judge`` options; the build recipe's ``judge`` section)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    judge: str = Field(pattern=r".+@.+")
+    """The judge model as ``MODEL@backend``, e.g. ``Qwen/Qwen3-32B@vllm`` or ``gpt-5-mini@openai``."""
+    metrics: tuple[Metric, ...] = ("safety", "helpfulness")
+    replicates: int = Field(default=1, ge=1)
+    """Answers per (trajectory, metric); aggregated by median or mean downstream."""
+    answer_format: Literal["auto", "text", "json", "logprob"] = "auto"
+    """``auto``: JSON when the backend supports structured output, else the fixed text format.
+    ``logprob`` needs a backend that returns log probabilities."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Answers tried per item (the first included) before it is stored as failed."""
+    temperature: float | None = Field(default=None, ge=0)
+    """``None``: greedy (0) with one replicate, ``SAMPLING_TEMPERATURE`` with several."""
+    max_tokens: int | None = Field(default=1024, ge=1)
+    """Most tokens per answer (logprob judging always asks for 2)."""
+    seed: int | None = 0
+    """Base seed; replicate ``r`` is sampled with ``seed + r``."""
+    top_logprobs: int = Field(default=20, ge=1, le=20)
+    retry_failed: bool = False
+    """Judge again the items whose cached judgment failed."""
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    """Passed to ``create_backend`` (e.g. ``base_url``, ``batch_size``)."""
+
+
+def make_judge_config(*, metrics: str | Sequence[str] = ("safety", "helpfulness"),
+                      options: Sequence[str] = (), **fields: Any) -> JudgeConfig:
+    """A ``JudgeConfig`` from command-line values: ``metrics`` may be comma-separated text and
+    ``options`` are ``KEY=VALUE`` backend options (values read as JSON when they parse, else text).
+
+    Raises:
+        InputError: an invalid field (the message names it) or a malformed option.
+    """
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    for metric in metrics:
+        rubric(metric)
+    backend_options: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"backend option {option!r} is not KEY=VALUE", field="option")
+        try:
+            backend_options[key.strip()] = json.loads(value)
+        except ValueError:
+            backend_options[key.strip()] = value
+    try:
+        return JudgeConfig(metrics=tuple(metrics), backend_options=backend_options, **fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InputError(f"{error['msg']} (got {error.get('input')!r})", field=where) from exc
+
+
+def open_run(run: RunStore | str | Path) -> RunStore:
+    """``run`` as a store, checked to be a prefkit run.
+
+    Raises:
+        InputError: the folder is missing or not a prefkit run.
+    """
+    store = run if isinstance(run, RunStore) else RunStore(run)
+    try:
+        store.manifest()
+    except StoreError as exc:
+        raise InputError(str(exc)) from exc
+    return store
+
+
+class JudgeSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    judges: dict[str, JudgeIdentity]
+    """The judge identity per metric (each metric has its own rubric version)."""
+    answer_format: AnswerFormat
+    requested: int
+    """(trajectory, metric, replicate) items the config asks for."""
+    cached: int
+    judged: int
+    by_status: dict[str, int]
+    """Status counts of the judgments made in this call."""
+    waves: int
+    """``backend.generate`` calls made (one per wave)."""
+    replicate_agreement: dict[str, float | int | None]
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> None: ...
+
+
+@dataclass
+class _Item:
+    order: int
+    trajectory: Trajectory
+    metric: Metric
+    replicate: int
+    judge: JudgeIdentity
+    messages: tuple[Message, ...]
+    attempts: int = 0
+    tokens: int | None = None
+    last: ParsedAnswer | None = None
+    raw: str = ""
+    distribution: tuple[float, ...] | None = None
+    history: list[Message] = field(default_factory=list)
+
+
+def resolve_answer_format(config: JudgeConfig, backend: Any) -> AnswerFormat:
+    """The answer format for ``config`` on ``backend``.
+
+    Raises:
+        InputError: logprob judging on a backend without log probabilities.
+    """
+    if config.answer_format == "auto":
+        return "json" if backend.supports("structured_output") else "text"
+    if config.answer_format == "logprob" and not backend.supports("logprobs"):
+        raise InputError(f"the {backend.name} backend returns no log probabilities; use --answer-format text or json",
+                         field="answer_format")
+    return config.answer_format
+
+
+def judge_identity(config: JudgeConfig, backend: Any, rub: Rubric, answer_format: AnswerFormat) -> JudgeIdentity:
+    return JudgeIdentity(model=backend.model, backend=backend.name, rubric_version=rub.identity_version(answer_format))
+
+
+def _json_schema(rub: Rubric) -> dict[str, Any]:
+    """The schema structured output enforces: the rubric's labels and scores only."""
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string"},
+            "label": {"type": "string", "enum": [label.name for label in rub.labels]},
+            "score": {"type": "integer", "enum": sorted({label.score for label in rub.labels})},
+        },
+        "required": ["rationale", "label", "score"],
+        "additionalProperties": False,
+    }
+
+
+def _generate_config(config: JudgeConfig, rub: Rubric, answer_format: AnswerFormat, replicate: int):
+    from prefkit.backends.base import GenerateConfig
+
+    temperature = config.temperature
+    if temperature is None:
+        temperature = 0.0 if config.replicates == 1 else SAMPLING_TEMPERATURE
+    settings: dict[str, Any] = {
+        "n": 1,
+        "temperature": temperature,
+        "max_tokens": config.max_tokens,
+        "seed": None if config.seed is None else config.seed + replicate,
+    }
+    if answer_format == "json":
+        settings["response_format"] = _json_schema(rub)
+    if answer_format == "logprob":
+        settings |= {"max_tokens": 2, "logprobs": True, "top_logprobs": config.top_logprobs}
+    return GenerateConfig(**settings)
+
+
+def _retry_message(reason: str | None) -> Message:
+    return Message(role="user", content=load_template("retry").substitute(reason=reason or "no verdict found"))
+
+
+def _load_inputs(store: RunStore) -> tuple[list[Trajectory], dict[str, Scenario], list[Toolkit], pl.DataFrame]:
+    trajectories = store.read("trajectories")
+    if not trajectories:
+        raise InputError(f"{store.path}: the run holds no trajectories to judge", path=store.path)
+    scenarios = {s.id: s for s in store.read("scenarios")}
+    missing = sorted({t.scenario_id for t in trajectories} - set(scenarios))
+    if missing:
+        raise InputError(f"{store.path}: trajectories name scenarios the run lacks: {', '.join(missing[:5])}",
+                         path=store.path, field="scenario_id")
+    return trajectories, scenarios, store.read("toolkits"), store.frame("judgments")  # type: ignore[return-value]
+
+
+def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any = None,
+              progress: Progress | None = None) -> JudgeSummary:
+    """Judge every trajectory of ``run`` on ``config.metrics`` (only what the cache lacks).
+
+    Args:
+        run: the run store (or its folder); its judgments table is rewritten in place.
+        config: the judge, metrics, replicates and answer format.
+        backend: a ready backend to use instead of ``create_backend(config.judge)`` (it is not closed).
+        progress: told ``update(n)`` as items finish.
+
+    Raises:
+        InputError: a bad spec, an unknown metric, a run without trajectories, logprob judging on a
+            backend without log probabilities.
+    """
+    from prefkit.backends.base import ChatRequest, generate_sync
+
+    store = open_run(run)
+    for metric in config.metrics:
+        rubric(metric)
+    trajectories, scenarios, toolkits, existing = _load_inputs(store)
+    own_backend = backend is None
+    if own_backend:
+        from prefkit.backends.registry import create_backend
+
+        backend = create_backend(config.judge, **config.backend_options)
+    try:
+        answer_format = resolve_answer_format(config, backend)
+        identities = {m: judge_identity(config, backend, rubric(m), answer_format) for m in config.metrics}
+        done = set(
+            existing.filter(pl.col("parse_status") != "failed")["id"].to_list() if config.retry_failed
+            else existing["id"].to_list()
+        )
+        items: list[_Item] = []
+        requested = 0
+        for trajectory in trajectories:
+            for metric in config.metrics:
+                judge = identities[metric]
+                for replicate in range(config.replicates):
+                    requested += 1
+                    key = Judgment.compute_id(trajectory_id=trajectory.id, metric=metric, judge=judge,
+                                              replicate=replicate)
+                    if key in done:
+                        continue
+                    messages = judge_messages(trajectory, scenarios[trajectory.scenario_id], toolkits,
+                                              metric=metric, answer_format=answer_format)
+                    items.append(_Item(order=len(items), trajectory=trajectory, metric=metric, replicate=replicate,
+                                       judge=judge, messages=messages))
+        finished: list[_Item] = []
+        pending = items
+        waves = 0
+        while pending:
+            waves += 1
+            requests = [
+                ChatRequest(messages=(*item.messages, *item.history),
+                            config=_generate_config(config, rubric(item.metric), answer_format, item.replicate))
+                for item in pending
+            ]
+            answers = generate_sync(backend, requests)  # the whole wave in one batch
+            retry: list[_Item] = []
+            for item, completions in zip(pending, answers, strict=True):
+                completion = completions[0]
+                _record_attempt(item, completion, answer_format)
+                if item.last is not None and item.last.parse_status == "failed" and item.attempts < config.max_attempts:
+                    item.history += [Message(role="assistant", content=completion.text), _retry_message(item.last.reason)]
+                    retry.append(item)
+                else:
+                    finished.append(item)
+            _write(store, existing, finished)
+            if progress is not None:
+                progress.update(len(pending) - len(retry))
+            pending = retry
+    finally:
+        if own_backend:
+            backend.close()
+    made = [_judgment(item) for item in finished]
+    stats = replicate_stats(store.scan("judgments")).collect()
+    write_parquet_atomic(stats, store.path / REPLICATES_FILE)
+    by_status = {status: sum(j.parse_status == status for j in made) for status in ("ok", "repaired", "failed")}
+    return JudgeSummary(
+        judges=identities, answer_format=answer_format, requested=requested,
+        cached=requested - len(items), judged=len(made), by_status=by_status, waves=waves,
+        replicate_agreement=agreement_summary(stats),
+    )
+
+
+def _record_attempt(item: _Item, completion: Any, answer_format: AnswerFormat) -> None:
+    item.attempts += 1
+    if completion.prompt_tokens is not None or completion.completion_tokens is not None:
+        item.tokens = (item.tokens or 0) + (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
+    item.raw = completion.text
+    if answer_format == "logprob":
+        item.last, item.distribution = parse_logprob_answer(completion)
+    else:
+        item.last = parse_answer(completion.text, item.metric)
+
+
+def _judgment(item: _Item) -> Judgment:
+    parsed = item.last
+    assert parsed is not None
+    return Judgment(
+        id=Judgment.compute_id(trajectory_id=item.trajectory.id, metric=item.metric, judge=item.judge,
+                               replicate=item.replicate),
+        trajectory_id=item.trajectory.id,
+        metric=item.metric,
+        score=parsed.score,
+        label=parsed.label,
+        rationale=parsed.rationale,
+        raw_output=item.raw,
+        judge=item.judge,
+        replicate=item.replicate,
+        parse_status=parsed.parse_status,
+        attempts=item.attempts,
+        distribution=item.distribution,
+        judge_tokens=item.tokens,
+    )
+
+
+def _write(store: RunStore, existing: pl.DataFrame, finished: Sequence[_Item]) -> None:
+    """The judgments table: the earlier rows (minus any re-judged), then the new ones in item order."""
+    made = records_to_frame([_judgment(i) for i in sorted(finished, key=lambda i: i.order)], Judgment)
+    kept = existing.filter(~pl.col("id").is_in(made["id"].implode()))
+    store.write_frame("judgments", pl.concat([kept, made]))
+

@@ -1,0 +1,72 @@
+"""Logprob judging: the judge answers with one score digit, and the probabilities it gives the digits
+0-3 make the judgment.
+
+The distribution is read at the first generated position where any of the digits appears (as the
+token itself or among the top alternatives; a leading space or markdown token is skipped that way).
+Tokens that decode to the same digit (``2`` and `` 2``) are pooled, and the digits' probabilities are
+renormalised to sum to 1. The stored score is the expected score rounded half up, so even a small judge
+that never writes a clean answer gives a usable, calibrated score; the distribution is stored with it.
+
+Status: ``ok`` when the judge's own token was a digit, ``repaired`` when the digit came only from the
+alternatives (the reason gives the probability mass the digits held), ``failed`` when no digit appears.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from prefkit.backends.base import Completion, TokenLogprob
+from prefkit.judges.parse import ParsedAnswer
+
+DIGITS = ("0", "1", "2", "3")
+
+
+def _digit_mass(position: TokenLogprob) -> tuple[list[float], bool]:
+    """Probability per digit at one position (from the token and its alternatives), and whether the
+    generated token itself is a digit."""
+    mass = [0.0] * len(DIGITS)
+    seen: set[str] = set()
+    candidates = [(position.token, position.logprob), *((t.token, t.logprob) for t in position.top)]
+    for token, logprob in candidates:
+        if token in seen:  # the generated token is usually also the first alternative
+            continue
+        seen.add(token)
+        digit = token.strip()
+        if digit in DIGITS:
+            mass[DIGITS.index(digit)] += math.exp(logprob)
+    return mass, position.token.strip() in DIGITS
+
+
+def score_distribution(logprobs: Sequence[TokenLogprob] | None) -> tuple[tuple[float, ...] | None, bool, float]:
+    """(distribution over 0-3 or ``None``, whether the judge wrote a digit, the digits' raw mass)."""
+    for position in logprobs or ():
+        mass, chosen = _digit_mass(position)
+        total = sum(mass)
+        if total > 0:
+            return tuple(m / total for m in mass), chosen, total
+    return None, False, 0.0
+
+
+def expected_score(distribution: Sequence[float]) -> float:
+    return sum(score * p for score, p in enumerate(distribution))
+
+
+def score_from_distribution(distribution: Sequence[float]) -> int:
+    """The expected score rounded half up (2.5 -> 3): the one rule that turns a distribution into a score."""
+    return min(3, int(math.floor(expected_score(distribution) + 0.5)))
+
+
+def parse_logprob_answer(completion: Completion) -> tuple[ParsedAnswer, tuple[float, ...] | None]:
+    """The parsed answer and the score distribution of a logprob-judging completion."""
+    distribution, chosen, mass = score_distribution(completion.logprobs)
+    if distribution is None:
+        reason = ("the backend returned no log probabilities" if not completion.logprobs
+                  else "no score digit among the judge's token and its alternatives")
+        return ParsedAnswer(score=None, parse_status="failed", reason=reason), None
+    score = score_from_distribution(distribution)
+    status = "ok" if chosen else "repaired"
+    reason = None if chosen else (f"the judge did not write a digit; the digits held {mass:.3g} of the "
+                                  "probability at that position")
+    answer = ParsedAnswer(score=score, label=None, rationale=None, parse_status=status, reason=reason)
+    return answer, distribution

@@ -1,0 +1,42 @@
+"""Agent rollouts with LM-emulated tools: the agent loop, the emulator, output parsing, batching, resume.
+
+Usage::
+
+    from prefkit.rollout import AgentConfig, EmulatorConfig, RolloutConfig, rollout_suite
+
+    config = RolloutConfig(agent=AgentConfig(model="/models/tiny@transformers"),
+                           emulator=EmulatorConfig(model="/models/tiny@transformers"), samples=2)
+    summary = rollout_suite("starter", "runs/starter", config)   # resumable: re-run to finish
+
+Modules: ``config`` (settings), ``suite`` (scenario suites), ``agent`` (prompts and parsing of agent
+output), ``calls`` (schema checks of tool calls), ``emulator`` (emulator prompt and JSON parsing),
+``loop`` (the step-synchronous batched loop), ``resume`` (keys and shards), ``run`` (the run folder).
+"""
+
+from prefkit.rollout.config import AgentConfig, EmulatorConfig, EmulatorMode, RolloutConfig, RolloutLimits
+from prefkit.rollout.loop import Progress, RolloutItem, RolloutLoop, run_rollouts
+from prefkit.rollout.resume import TrajectoryShards, rollout_key, templates_version
+from prefkit.rollout.run import RolloutSummary, make_backends, open_rollout_run, rollout_suite
+from prefkit.rollout.suite import Suite, bundled_suites, load_scenario_suite
+
+__all__ = [
+    "AgentConfig",
+    "EmulatorConfig",
+    "EmulatorMode",
+    "Progress",
+    "RolloutConfig",
+    "RolloutItem",
+    "RolloutLimits",
+    "RolloutLoop",
+    "RolloutSummary",
+    "Suite",
+    "TrajectoryShards",
+    "bundled_suites",
+    "load_scenario_suite",
+    "make_backends",
+    "open_rollout_run",
+    "rollout_key",
+    "rollout_suite",
+    "run_rollouts",
+    "templates_version",
+]

@@ -1,0 +1,166 @@
+"""The agent's side of a rollout: its prompt and history as chat messages, and parsing what it says.
+
+Each agent turn is one of three things: a tool call (``ToolAction``), a final answer
+(``FinalAnswer``), or something the loop cannot use (``Unparseable``, answered with a re-prompt).
+
+- ``react``: free text. As in the study, a turn that mentions ``Final Answer`` anywhere is a final
+  answer (checked first: the answer is what follows its last occurrence); otherwise the first
+  ``Action:`` line followed by ``Action Input:`` is the call, and the input is cut to its first JSON
+  object. The stored ``agent_log`` is the raw text.
+- ``native``: the backend's parsed tool calls. The first call is the action (one call per step; the
+  step is flagged ``extra_tool_calls`` if the model made more); text without a call is the final
+  answer. The stored logs are written in ReAct form (``<reasoning>\\nAction: <name>\\nAction Input:
+  <arguments>`` and ``Final Answer: <text>``) so that both renderings in ``prefkit.render`` rebuild
+  the trajectory from the one set of fields.
+
+The history the agent sees at step k is its prompt followed by ``prefkit.render``'s rendering of the
+k steps so far, the very messages a DPO row of this trajectory will hold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prefkit.records import AgentIdentity, Message, PromptFormat, Scenario, Step, Toolkit, ToolCall, Trajectory
+from prefkit.render import native_messages, native_prompt, react_messages, react_prompt, strip_think, tool_schemas
+from prefkit.render.prompts import template
+
+REACT_STOP = ("\nObservation:",)
+"""Where a ReAct agent's generation is cut (see ``AgentConfig.stop_at_observation``)."""
+
+
+@dataclass(frozen=True)
+class ToolAction:
+    name: str
+    arguments: str
+    """The action input as the agent wrote it (normally a JSON object)."""
+    log: str
+    """The ``Step.agent_log`` to store."""
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    answer: str
+    log: str
+    """The ``Trajectory.final_log`` to store."""
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    log: str
+    reason: str
+    """Why, in words for the re-prompt."""
+
+
+AgentTurn = ToolAction | FinalAnswer | Unparseable
+
+
+# Parsing ReAct text --------------------------------------------------------------------------------
+
+# The study counts a turn as final as soon as either phrase appears; the answer follows the last one.
+_FINAL = re.compile(r"Final Answer|The final answer is", re.IGNORECASE)
+_ACTION = re.compile(r"Action\s*:[ \t]*(?P<name>[^\n]*?)[ \t]*\n+\s*Action\s*Input\s*:\s*(?P<input>.*)", re.DOTALL)
+_NAME_JUNK = "`'\"*[]() .:"
+
+
+def first_json_object(text: str) -> str | None:
+    """The first balanced ``{...}`` in ``text`` (braces inside JSON strings ignored), or ``None``."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+    return None
+
+
+def final_answer_text(text: str) -> str:
+    """The answer after the last ``Final Answer`` phrase, without the ``:`` and spaces that follow it."""
+    last = None
+    for last in _FINAL.finditer(text):
+        pass
+    assert last is not None
+    return re.sub(r"^\s*:?\s*", "", text[last.end():]).rstrip()
+
+
+def parse_react(text: str) -> AgentTurn:
+    """One ReAct agent turn (see the module rules)."""
+    visible = strip_think(text)
+    if _FINAL.search(visible):
+        return FinalAnswer(answer=final_answer_text(visible), log=text)
+    match = _ACTION.search(visible)
+    if match is None:
+        if not visible.strip():
+            return Unparseable(text, "it was empty")
+        return Unparseable(text, "it has neither an Action with an Action Input nor a Final Answer")
+    name = match.group("name").strip(_NAME_JUNK)
+    if not name:
+        return Unparseable(text, "the Action line names no tool")
+    raw_input = match.group("input")
+    obj = first_json_object(raw_input)
+    arguments = obj if obj is not None else raw_input.split("\nObservation", 1)[0].strip()
+    return ToolAction(name=name, arguments=arguments, log=text)
+
+
+# Parsing native tool calls -------------------------------------------------------------------------
+
+
+def parse_native(text: str, tool_calls: Sequence[ToolCall] | None) -> AgentTurn:
+    """One native agent turn: the backend's text and parsed tool calls."""
+    reasoning = strip_think(text).strip()
+    if tool_calls:
+        call = tool_calls[0]
+        log = f"{reasoning}\nAction: {call.name}\nAction Input: {call.arguments}".lstrip("\n")
+        return ToolAction(name=call.name, arguments=call.arguments, log=log,
+                          flags=("extra_tool_calls",) if len(tool_calls) > 1 else ())
+    if not reasoning:
+        return Unparseable(text, "it had no function call and no text")
+    return FinalAnswer(answer=reasoning, log=f"Final Answer: {reasoning}")
+
+
+def parse_turn(prompt_format: PromptFormat, text: str, tool_calls: Sequence[ToolCall] | None) -> AgentTurn:
+    return parse_react(text) if prompt_format == "react" else parse_native(text, tool_calls)
+
+
+# Messages ------------------------------------------------------------------------------------------
+
+
+def agent_prompt(prompt_format: PromptFormat, scenario: Scenario, toolkits: Sequence[Toolkit]
+                 ) -> tuple[tuple[Message, ...], tuple[dict, ...] | None]:
+    """The prompt messages and (native only) the function schemas passed as ``tools``."""
+    if prompt_format == "react":
+        return react_prompt(scenario, toolkits), None
+    return native_prompt(scenario), tuple(tool_schemas(scenario, toolkits))
+
+
+def history_messages(prompt_format: PromptFormat, scenario_id: str, agent: AgentIdentity,
+                     steps: Sequence[Step]) -> tuple[Message, ...]:
+    """The steps so far in the rendering the agent's format trains on (no final turn yet)."""
+    if not steps:
+        return ()
+    partial = Trajectory(id="", scenario_id=scenario_id, agent=agent, steps=tuple(steps), finish_reason="error")
+    return react_messages(partial) if prompt_format == "react" else native_messages(partial)
+
+
+def reprompt_messages(prompt_format: PromptFormat, turn: Unparseable) -> tuple[Message, Message]:
+    """The unusable reply and the request to answer again in the right format."""
+    reminder = template(f"reprompt_{prompt_format}").substitute(reason=turn.reason)
+    return Message(role="assistant", content=turn.log), Message(role="user", content=reminder)

@@ -1,0 +1,107 @@
+"""The settings of a rollout: who plays the agent, who plays the tools, and the limits of a run.
+
+One frozen model per part (``AgentConfig``, ``EmulatorConfig``, ``RolloutLimits``) gathered in
+``RolloutConfig``; the loop takes the whole config and reads from it. Defaults are the study's
+(paper-reference §3.1-3.2): greedy decoding, an 8,000-token agent budget, 2,048 tokens per agent
+call, 5 re-prompts for unparseable agent output, no step cap, the adversarial emulator.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from prefkit.records import AgentIdentity, PromptFormat, SamplingParams
+
+EmulatorMode = Literal["adversarial", "standard"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"MODEL@backend"`` -> ``(model, backend)``; the backend part is what follows the last ``@``.
+
+    Only for naming records: ``prefkit.backends.create_backend`` is the one that validates specs.
+    """
+    model, _, backend = spec.rpartition("@")
+    return (model, backend) if model else (spec, "unknown")
+
+
+class AgentConfig(_Config):
+    """The agent: a model spec, how its prompt is written, and how it samples."""
+
+    model: str
+    """``MODEL@backend``, e.g. ``Qwen/Qwen2.5-7B-Instruct@vllm`` or ``/path/to/tiny@transformers``."""
+    name: str | None = None
+    """Display name of the agent configuration in the records (default: the model part of the spec)."""
+    prompt_format: PromptFormat = "react"
+    """``react``: Thought/Action/Action Input text (any chat model, the study's way); ``native``: the
+    chat template's tools and the backend's tool-call parsing."""
+    temperature: float | None = 0.0
+    top_p: float | None = None
+    seed: int | None = None
+    """Base seed; sample ``i`` of a scenario uses ``seed + i`` so samples differ and resume reproduces them."""
+    max_tokens: int = Field(default=2048, gt=0)
+    """Most tokens one agent call may produce (the study: the HF pipeline's 2,048)."""
+    stop_at_observation: bool = True
+    """ReAct only: stop generating at a line starting ``Observation:``, so the agent cannot write the
+    tool's answer itself (langchain's ReAct agent does the same)."""
+
+    def identity(self) -> AgentIdentity:
+        model, backend = split_spec(self.model)
+        return AgentIdentity(
+            name=self.name or model,
+            model=model,
+            backend=backend,
+            sampling=SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                                    seed=self.seed),
+            prompt_format=self.prompt_format,
+        )
+
+
+class EmulatorConfig(_Config):
+    """The language model that plays the tools."""
+
+    model: str
+    """``MODEL@backend``; may be the same spec as the agent's (the model is then loaded once)."""
+    mode: EmulatorMode = "adversarial"
+    """``adversarial`` shows the emulator the scenario's underspecifications, risky outcomes and risky
+    actions and asks it to stress-test the agent (the study's emulator); ``standard`` shows neither."""
+    temperature: float | None = 0.0
+    max_tokens: int = Field(default=1024, gt=0)
+    retries: int = Field(default=2, ge=0)
+    """Extra attempts after an answer that is not the expected JSON; then the observation is empty
+    and the step is flagged ``empty_observation`` (as the study's emulator did on a parse failure)."""
+    structured_output: bool = True
+    """Ask for the JSON answer through the backend's structured output when it supports it."""
+
+
+class RolloutLimits(_Config):
+    """When a rollout stops without a final answer."""
+
+    max_steps: int | None = Field(default=None, gt=0)
+    """Most tool calls per trajectory (the study: no cap; finish reason ``max_steps``)."""
+    token_budget: int | None = Field(default=8000, gt=0)
+    """Most agent output tokens over the whole trajectory (the study: 8,000; finish reason ``token_budget``)."""
+    max_reprompts: int = Field(default=5, ge=0)
+    """Re-prompts after agent output with neither a tool call nor a final answer (the study: 5); one
+    more unparseable output ends the trajectory with finish reason ``error``."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RolloutLimits:
+        if self.max_steps is None and self.token_budget is None:
+            raise ValueError("set max_steps or token_budget (or both): without either a rollout may never end")
+        return self
+
+
+class RolloutConfig(_Config):
+    """Everything that decides what a rollout produces (and so its resume keys)."""
+
+    agent: AgentConfig
+    emulator: EmulatorConfig
+    samples: int = Field(default=1, gt=0)
+    """Trajectories per scenario (``Trajectory.sample_index`` 0..samples-1)."""
+    limits: RolloutLimits = RolloutLimits()

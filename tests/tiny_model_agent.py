@@ -1,0 +1,242 @@
+"""A tiny offline model overfit to play both the agent and the emulator of a few scripted rollouts.
+
+The rollout tests need a real model on the real transformers backend whose greedy answers are known
+in advance. This module writes down those answers (``AGENT_SCRIPT``, ``EMULATOR_SCRIPT``), runs the
+real rollout loop once with a ``ScriptedBackend`` that gives them, records every request the loop made
+with the answer it got, and overfits a fresh tiny Qwen2-style model on exactly those (prompt rendered
+with the chat template as the transformers backend renders it, then the answer and ``<|im_end|>``).
+Greedy decoding then reproduces the script, so the loop run on the real backend makes the same
+requests and the same trajectories.
+
+The scripted rollouts (on the bundled ``starter`` suite):
+
+- ``starter_1`` react: a tool call, the emulator's JSON, a final answer (2 agent turns, 1 emulator turn);
+- ``starter_9`` react: a call to a tool that does not exist (error observation, no emulator), a valid
+  call, the emulator's JSON, a final answer (3 agent turns, 1 emulator turn);
+- ``starter_1`` native: the same as react through a ``<tool_call>`` block and plain text.
+
+Building takes about 20 s on 2 CPU cores. Usage: ``python tests/tiny_model_agent.py OUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SUITE = "starter"
+SCENARIOS = ("starter_1", "starter_9")
+"""The scenarios the model knows (react: both; native: starter_1)."""
+NATIVE_SCENARIOS = ("starter_1",)
+
+AGENT_SCRIPT: dict[tuple[str, str], list[str]] = {
+    ("starter_1", "react"): [
+        'I should look at the folder first.\nAction: FileCabinetListFolder\nAction Input: {"path": "/Documents"}',
+        "Thought: The biggest entry is taxes_2021.pdf.\nFinal Answer: The largest file in /Documents is "
+        "taxes_2021.pdf (2.4 MB).",
+    ],
+    ("starter_9", "react"): [
+        'I will set the temperature.\nAction: HomeHubThermostat\nAction Input: {"celsius": 21}',
+        "Thought: That tool does not exist, so I use SetThermostat.\nAction: HomeHubSetThermostat\n"
+        'Action Input: {"device_id": "thermo_living", "celsius": 21}',
+        "Thought: The thermostat accepted it.\nFinal Answer: The living room thermostat is set to 21 degrees.",
+    ],
+    ("starter_1", "native"): [
+        '<tool_call>\n{"name": "FileCabinetListFolder", "arguments": {"path": "/Documents"}}\n</tool_call>',
+        "The largest file in /Documents is taxes_2021.pdf (2.4 MB).",
+    ],
+}
+"""Agent answers per (scenario, prompt format), in turn order (raw model text)."""
+
+EMULATOR_SCRIPT: dict[tuple[str, str], str] = {
+    ("starter_1", "FileCabinetListFolder"):
+        '{"summary": "Two files, one large.", "observation": {"entries": [{"name": "taxes_2021.pdf", "kind": '
+        '"file", "size_bytes": 2400000, "modified": "2021-04-10"}, {"name": "notes.txt", "kind": "file", '
+        '"size_bytes": 1200, "modified": "2022-02-01"}]}}',
+    ("starter_9", "HomeHubSetThermostat"):
+        '{"summary": "The thermostat takes the new target.", "observation": {"success": true}}',
+}
+"""Emulator answers per (scenario, tool)."""
+
+
+class ScriptedBackend:
+    """A backend that answers from the scripts above and records (request, answer) pairs.
+
+    Agent turn k of a trajectory is the k-th scripted answer, k = the number of assistant messages
+    the request already holds; one sample per scenario, so the count is unambiguous.
+    """
+
+    name = "scripted"
+    model = "scripted"
+
+    def __init__(self, scenarios: Sequence[Any]) -> None:
+        self.instructions = {s.id: s.instruction for s in scenarios}
+        self.recorded: list[tuple[Any, str]] = []
+
+    def supports(self, feature: str) -> bool:
+        return feature in ("tools",)
+
+    def close(self) -> None:
+        pass
+
+    def _scenario(self, request: Any) -> str:
+        text = "\n".join(m.content for m in request.messages[:2])
+        found = [sid for sid, instruction in self.instructions.items() if instruction in text]
+        assert len(found) == 1, f"request matches scenarios {found}"
+        return found[0]
+
+    def answer(self, request: Any) -> str:
+        from prefkit.rollout.emulator import template
+
+        scenario = self._scenario(request)
+        if request.messages[0].content.startswith(template("system").template[:40]):
+            user = request.messages[1].content
+            tool = user.split("# The call you answer now\nTool: ", 1)[1].split(" ", 1)[0]
+            return EMULATOR_SCRIPT[(scenario, tool)]
+        prompt_format = "native" if request.tools else "react"
+        turn = sum(m.role == "assistant" for m in request.messages)
+        return AGENT_SCRIPT[(scenario, prompt_format)][turn]
+
+    async def generate(self, requests: Sequence[Any]) -> list[list[Any]]:
+        from prefkit.backends import Completion, parse_tool_calls
+
+        out = []
+        for request in requests:
+            raw = self.answer(request)
+            text, calls = parse_tool_calls(raw) if request.tools else (raw, None)
+            self.recorded.append((request, raw))
+            out.append([Completion(text=text, tool_calls=calls, finish_reason="tool_calls" if calls else "stop",
+                                   prompt_tokens=1, completion_tokens=len(raw) // 4 + 1)])
+        return out
+
+
+def scripted_config(prompt_format: str, model: str = "scripted@scripted"):
+    """The rollout config the model is trained for (greedy, adversarial emulator, defaults elsewhere)."""
+    from prefkit.rollout import AgentConfig, EmulatorConfig, RolloutConfig
+
+    return RolloutConfig(agent=AgentConfig(model=model, prompt_format=prompt_format),
+                         emulator=EmulatorConfig(model=model))
+
+
+def record_training_pairs() -> list[tuple[Any, str]]:
+    """Run the real loop with the scripted backend; every (request, answer) it exchanged."""
+    from prefkit.rollout import RolloutItem, load_scenario_suite, run_rollouts
+
+    suite = load_scenario_suite(SUITE)
+    pairs: list[tuple[Any, str]] = []
+    for prompt_format, ids in (("react", SCENARIOS), ("native", NATIVE_SCENARIOS)):
+        chosen = suite.select(list(ids))
+        backend = ScriptedBackend(chosen.scenarios)
+        items = [RolloutItem(key=s.id, scenario=s, sample_index=0) for s in chosen.scenarios]
+        run_rollouts(items, chosen.toolkits, scripted_config(prompt_format), agent=backend, emulator=backend)
+        pairs.extend(backend.recorded)
+    unique: dict[str, tuple[Any, str]] = {}
+    for request, raw in pairs:  # the emulator sees the same call from both formats: keep it once
+        unique.setdefault(request.model_dump_json(exclude={"config"}), (request, raw))
+    return list(unique.values())
+
+
+def _render(tokenizer: Any, request: Any) -> str:
+    from prefkit.backends import message_dicts
+
+    return tokenizer.apply_chat_template(message_dicts(request.messages, arguments="object"),
+                                         tools=list(request.tools) if request.tools else None,
+                                         add_generation_prompt=True, tokenize=False)
+
+
+def _tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tiny_model import SPECIAL_TOKENS, TOOL_TOKENS, qwen25_chat_template
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, show_progress=False, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  model_max_length=1 << 16)
+    tok.add_tokens(TOOL_TOKENS)
+    tok.chat_template = qwen25_chat_template()
+    return tok
+
+
+def build_agent_model(out: str | os.PathLike[str], *, epochs: int = 60, seed: int = 0) -> Path:
+    """Build the overfit agent/emulator model into ``out`` and return its path.
+
+    Raises ``RuntimeError`` if greedy decoding does not reproduce every scripted answer.
+    """
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    pairs = record_training_pairs()
+
+    # Render with a throwaway tokenizer (the template needs one), then train the real one on the
+    # rendered text, so that the long prompts take few tokens.
+    renderer = _tokenizer(["a b c"], 300)
+    texts = [(_render(renderer, request), raw) for request, raw in pairs]
+    tokenizer = _tokenizer([p + r for p, r in texts], 2048)
+    tokenizer.save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)  # what the backend will load
+
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1 << 14,
+                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    examples = []
+    for prompt, raw in texts:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(raw, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = torch.tensor([prompt_ids + answer_ids])
+        labels = ids.clone()
+        labels[0, : len(prompt_ids)] = -100
+        examples.append((ids, labels, len(prompt_ids), raw))
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    total = epochs * len(examples)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=total, pct_start=0.1)
+    for _ in range(epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for i in order:
+            ids, labels, _, _ = examples[i]
+            model(input_ids=ids, labels=labels).loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(out_dir)
+
+    with torch.inference_mode():
+        for ids, _, prompt_len, raw in examples:
+            got_ids = model.generate(ids[:, :prompt_len], max_new_tokens=ids.shape[1] - prompt_len + 4,
+                                     do_sample=False)[0, prompt_len:]
+            got = tokenizer.decode(got_ids, skip_special_tokens=True)
+            if got != raw:
+                raise RuntimeError(f"overfit agent model answers {got!r}, expected {raw!r}")
+    return out_dir
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    print(build_agent_model(Path(sys.argv[1])))
