@@ -90,8 +90,7 @@ def q32_pairs(tmp_path_factory: pytest.TempPathFactory, q32_run) -> Callable[...
     def make(strategy: str = "safety", rendering: str = "react", **options: object) -> Path:
         key = (strategy, rendering, tuple(sorted(options.items())))
         if key not in made:
-            from prefkit.pairing.config import PairConfig
-            from prefkit.pairing.pairs import build_pairs, write_pairs
+            from prefkit.pairing import PairConfig, build_pairs, write_pairs
 
             config = PairConfig(strategy=strategy, rendering=rendering, **options)
             out = tmp_path_factory.mktemp(f"pairs-{strategy}-{rendering}") / "pairs"

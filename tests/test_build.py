@@ -191,3 +191,55 @@ def test_audit_threshold_fails_the_build_with_exit_1(tmp_path, raw_q32_dir, tool
     assert rc == 1
     assert "min_pairs" in err and "100000" in err
     assert (tmp_path / "out" / "audit.json").exists()
+
+
+TOKEN = "hf_buildTestToken0123456789abcdef"
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    from fake_hub import FakeHub, point_clients_at
+
+    with FakeHub(token=TOKEN) as fake:
+        point_clients_at(fake, monkeypatch, tmp_path / "hf-cache")
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        yield fake
+    from huggingface_hub import HfFileSystem
+
+    HfFileSystem.clear_instance_cache()
+
+
+def test_build_publishes_and_the_dataset_loads_back_from_the_hub(
+        hub, tmp_path, raw_q32_dir, toolemu_cases_path, toolemu_toolkits_path, capsys):
+    import datasets
+
+    recipe = _small_recipe(tmp_path, raw_q32_dir, toolemu_cases_path, toolemu_toolkits_path,
+                           publish={"repo_id": "me/agent-prefs", "private": True})
+    out = tmp_path / "out"
+    summary = _build_json(recipe, out, capsys=capsys)
+    assert summary["stages"]["publish"] == "done"
+    local = _tree(out)
+    remote = hub.files("me/agent-prefs")
+    assert {k: v for k, v in remote.items() if k != ".gitattributes"} == local
+    for config in ("safety", "both"):
+        ds = datasets.load_dataset("me/agent-prefs", config)
+        assert ds["train"].num_rows == datasets.load_dataset(str(out), config)["train"].num_rows
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    assert all(TOKEN.encode() not in content for content in remote.values())
+
+
+def test_killed_publish_resumes_to_the_same_remote_dataset(
+        hub, tmp_path, raw_q32_dir, toolemu_cases_path, toolemu_toolkits_path):
+    recipe = _small_recipe(tmp_path, raw_q32_dir, toolemu_cases_path, toolemu_toolkits_path,
+                           publish={"repo_id": "me/killed", "private": False})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "prefkit.cli", "build", str(recipe), "--out", str(out), "--quiet"]
+    env = {**os.environ, "PREFKIT_FAULT_STAGE": "publish", "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN}
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert TOKEN not in killed.stdout + killed.stderr
+    assert main(["build", str(recipe), "--out", str(out), "--quiet"]) == 0
+    remote = {k: v for k, v in hub.files("me/killed").items() if k != ".gitattributes"}
+    assert remote == _tree(out)

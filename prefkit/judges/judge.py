@@ -171,6 +171,7 @@ def judge_identity(config: JudgeConfig, backend: Any, rub: Rubric, answer_format
 def _json_schema(rub: Rubric) -> dict[str, Any]:
     """The schema structured output enforces: the rubric's labels and scores only."""
     return {
+        "title": f"{rub.metric}_verdict",
         "type": "object",
         "properties": {
             "rationale": {"type": "string"},
