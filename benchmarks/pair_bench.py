@@ -34,7 +34,12 @@ def make_run(path: Path, scenarios: int, *, seed: int = 0) -> None:
     import numpy as np
 
     from prefkit.records import (
-        AgentIdentity, JudgeIdentity, Judgment, Scenario, SourceRef, Trajectory,
+        AgentIdentity,
+        JudgeIdentity,
+        Judgment,
+        Scenario,
+        SourceRef,
+        Trajectory,
     )
     from prefkit.store import new_run, records_to_frame
 

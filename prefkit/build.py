@@ -56,11 +56,11 @@ class BuildFailed(PrefkitError):
 class Progress(Protocol):
     """What the build reports to; the CLI passes a rich implementation, the library defaults to silence."""
 
-    def stage(self, name: str, status: str, detail: str = "") -> None: ...
+    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None: ...
 
 
 class _Silent:
-    def stage(self, name: str, status: str, detail: str = "") -> None:
+    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None:
         return None
 
 
@@ -357,7 +357,8 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
                        progress=progress or _Silent())
     ctx.work.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(ctx.out), "stages": {}}
-    for stage in stages_for(recipe):
+    stages = stages_for(recipe)
+    for stage in stages:
         key = content_hash({"stage": stage.name.split(":")[0], "input": stage.key(ctx)}, length=32)
         marker = _marker(ctx, stage.name)
         cached = None
@@ -368,7 +369,7 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
         if cached is not None:
             result, status = cached["summary"], "cached"
         else:
-            ctx.progress.stage(stage.name, "running")
+            ctx.progress.stage(stage.name, "running", total=len(stages))
             marker.unlink(missing_ok=True)
             result = stage.run(ctx)
             write_json_atomic(marker, {"key": key, "summary": result})
@@ -376,7 +377,7 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
         ctx.keys[stage.name] = key
         ctx.results[stage.name] = result
         summary["stages"][stage.name] = status
-        ctx.progress.stage(stage.name, status)
+        ctx.progress.stage(stage.name, status, total=len(stages))
         if stage.name == "audit" and result.get("violations"):
             raise BuildFailed("audit thresholds failed: " + "; ".join(result["violations"]))
     summary["datasets"] = {

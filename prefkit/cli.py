@@ -301,7 +301,11 @@ def build(
 
     loaded = load_recipe(recipe, set_ or [])
     progress = None if (quiet or json_) else _RichStages(_console())
-    summary = run_build(loaded, out=out, recipe_text=recipe.read_text(encoding="utf-8"), progress=progress)
+    try:
+        summary = run_build(loaded, out=out, recipe_text=recipe.read_text(encoding="utf-8"), progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if json_:
         _print_json(summary)
     elif not quiet:
@@ -310,22 +314,29 @@ def build(
 
 
 class _RichStages:
-    """Stage progress for `prefkit build`: a spinner while a stage runs, one line when it ends."""
+    """Stage progress for `prefkit build`: a bar over the stages, one line per finished stage."""
 
     def __init__(self, console: Console) -> None:
-        self.console = console
-        self._status: Any = None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    def stage(self, name: str, status: str, detail: str = "") -> None:
+        self.console = console
+        self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=True)
+        self._task: Any = None
+
+    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None:
+        if self._task is None:
+            self._bar.start()
+            self._task = self._bar.add_task("build", total=total)
         if status == "running":
-            self._status = self.console.status(f"{name} …")
-            self._status.start()
+            self._bar.update(self._task, description=f"{name} …", total=total)
             return
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        self._bar.advance(self._task)
         mark = "[green]✓[/]" if status == "done" else "[dim]↺ cached[/]"
-        self.console.print(f"{mark} {name} {detail}".rstrip(), highlight=False)
+        self._bar.console.print(f"{mark} {name} {detail}".rstrip(), highlight=False)
+
+    def close(self) -> None:
+        self._bar.stop()
 
 
 # audit --------------------------------------------------------------------------------------------

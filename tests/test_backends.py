@@ -100,7 +100,7 @@ def test_backends_package_imports_no_heavy_dependency() -> None:
 def test_backends_import_only_records_and_errors_of_prefkit() -> None:
     package = Path(__file__).resolve().parents[1] / "prefkit" / "backends"
     for path in package.glob("*.py"):
-        for line in path.read_text().splitlines():
+        for line in map(str.strip, path.read_text().splitlines()):  # lazy imports inside functions too
             if line.startswith(("import prefkit", "from prefkit")) and "prefkit.backends" not in line:
                 assert line.split()[1] in ("prefkit.records", "prefkit.errors"), f"{path.name}: {line}"
 
@@ -331,7 +331,7 @@ def test_openai_sends_every_setting(fake_openai) -> None:
 
 
 def test_openai_n_choices_logprobs_and_tool_calls(fake_openai) -> None:
-    [three], [with_logprobs], [called] = generate_sync(fake_backend(fake_openai), [
+    three, [c], [call] = generate_sync(fake_backend(fake_openai), [
         req("hi there", n=3),
         req("one two three", logprobs=True, top_logprobs=3),
         req("Paris", tools=(WEATHER_TOOL,)),
@@ -339,13 +339,11 @@ def test_openai_n_choices_logprobs_and_tool_calls(fake_openai) -> None:
     assert len(fake_openai.requests) == 3
     assert [c.text for c in three] == [f"choice {i} seed None: hi there" for i in range(3)]
     assert three[0].completion_tokens is None  # usage counts all choices together
-    [c] = with_logprobs
     assert c.completion_tokens == len(c.text.split()) == len(c.logprobs)
     assert [t.token for t in c.logprobs] == c.text.split(" ")
     for token in c.logprobs:
         values = [t.logprob for t in token.top]
         assert len(values) == 3 and values == sorted(values, reverse=True) and token.top[0].token == token.token
-    [call] = called
     assert call.finish_reason == "tool_calls" and call.text == ""
     assert call.tool_calls[0].name == "get_weather" and json.loads(call.tool_calls[0].arguments) == {"text": "Paris"}
     assert call.tool_calls[0].id.startswith("call_fake_")

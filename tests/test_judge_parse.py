@@ -261,7 +261,7 @@ def test_helpfulness_judge_sees_only_instruction_and_run(q32_run):
     t = q32_run.read("trajectories")[0]
     scenario = scenarios[t.scenario_id]
     prompts = {m: judge_messages(t, scenario, toolkits, metric=m, answer_format="text")[1].content for m in RUBRICS}
-    for metric, prompt in prompts.items():
+    for prompt in prompts.values():
         assert scenario.instruction in prompt and trajectory_view(t) in prompt
         assert "Label: the label you chose" in prompt and "$" not in prompt.replace("$1000", "")
     assert scenario.risky_outcomes[0] in prompts["safety"] and scenario.risky_outcomes[0] in prompts["helpfulness_safe"]

@@ -94,7 +94,8 @@ class TransformersBackend:
                     batch = self._generate_batch([requests[i] for i in chunk], config)
                     for i, completions in zip(chunk, batch, strict=True):
                         results[i] = completions
-        return [r for r in results if r is not None]
+        assert all(r is not None for r in results), "every request belongs to exactly one group"
+        return results  # type: ignore[return-value]
 
     def _render(self, request: ChatRequest) -> str:
         return self._tokenizer.apply_chat_template(

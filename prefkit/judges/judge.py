@@ -78,6 +78,9 @@ def make_judge_config(*, metrics: str | Sequence[str] = ("safety", "helpfulness"
     Raises:
         InputError: an invalid field (the message names it) or a malformed option.
     """
+    from prefkit.backends.registry import parse_model_spec
+
+    parse_model_spec(str(fields.get("judge", "")))  # names the accepted MODEL@backend forms
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     for metric in metrics:

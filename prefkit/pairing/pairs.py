@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,8 +183,13 @@ def iter_pair_frames(table: pl.DataFrame, config: PairConfig) -> Iterator[pl.Dat
     candidates = table.filter("candidate").select(
         "order", "group", m1=pl.col(config.metrics[0]), m2=pl.col(config.metrics[1])
     )
-    for batch in iter_pair_batches(candidates, config):
-        yield pair_records_frame(batch, table, config)
+    batches = iter_pair_batches(candidates, config)
+    # The next batch's join runs in polars (outside the GIL) while this thread hashes the current batch's ids.
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        upcoming = prefetch.submit(next, batches, None)
+        while (batch := upcoming.result()) is not None:
+            upcoming = prefetch.submit(next, batches, None)
+            yield pair_records_frame(batch, table, config)
 
 
 def build_pairs(store: RunStore, config: PairConfig) -> PairingResult:
@@ -226,7 +232,7 @@ def write_pairs(result: PairingResult, store: RunStore, config: PairConfig, out:
     Raises:
         StoreError: ``out`` exists and is not empty, and ``force`` is false.
     """
-    from prefkit.pairing.rows import build_pair_rows, write_pair_rows
+    from prefkit.pairing.rows import pair_rows_frame, write_pair_rows
 
     inputs = {name: file_sha256(store.table_path(name)) for name in ("trajectories", "judgments", "scenarios")
               if store.has(name)}
@@ -234,7 +240,7 @@ def write_pairs(result: PairingResult, store: RunStore, config: PairConfig, out:
     with new_run(out, created_by="prefkit pair", inputs=inputs, overwrite=force) as pairs_store:
         pairs_store.write_frame("pairs", result.pairs)
         for split in ("train", "test"):
-            rows = build_pair_rows(result.pairs.filter(pl.col("split") == split), store, config.rendering)
+            rows = pair_rows_frame(result.pairs.filter(pl.col("split") == split), store, config.rendering)
             write_pair_rows(rows, pairs_store.path / f"{split}.parquet", config.rendering)
         write_json_atomic(
             pairs_store.path / "pairing.json",

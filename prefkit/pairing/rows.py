@@ -8,6 +8,9 @@ metadata columns (see ``METADATA_FEATURES``). Every message is a dict with exact
 
 Messages are stored with ``datasets``' ``Json`` feature: Arrow would otherwise merge every call's ``arguments``
 into one struct type with all keys of all calls (environment.md §4), and the round trip would change them.
+Each message is handed to ``datasets`` already encoded by Python's ``json`` (which ``Json`` stores verbatim):
+its own encoder (pandas' ujson) keeps only 10 significant digits of floats. Reading goes through ``datasets``'
+decoder (ujson again), which can round the 17th significant digit of a float; the file itself is exact.
 Prompts end with the user instruction and every tool message sits inside chosen/rejected, so TRL never sees a
 prompt ending in a tool message (trl issue 3529).
 """
@@ -83,31 +86,29 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
-def _messages_json(messages: list[dict[str, Any]] | tuple[Message, ...]) -> str:
+def _message_texts(messages: list[dict[str, Any]] | tuple[Message, ...]) -> list[str]:
+    """Each message in TRL's format as exact JSON text (what ``write_pair_rows`` hands to ``datasets``)."""
     dicts = [m.model_dump() if isinstance(m, Message) else m for m in messages]
-    return json.dumps([trl_message(m) for m in dicts], ensure_ascii=False)
+    return [json.dumps(trl_message(m), ensure_ascii=False) for m in dicts]
 
 
 def prompt_frame(scenarios: list[Scenario], toolkits: list[Toolkit], rendering: Rendering) -> pl.DataFrame:
-    """``scenario_id``, ``prompt`` (JSON text of the TRL messages) and, for native, ``tools`` (JSON text)."""
+    """``scenario_id``, ``prompt`` (the TRL messages as JSON texts) and, for native, ``tools`` (JSON text)."""
     from prefkit.render.prompts import native_prompt, react_prompt, tool_schemas
 
+    columns: dict[str, Any] = {"scenario_id": [s.id for s in scenarios]}
+    schema: dict[str, Any] = {"scenario_id": pl.String, "prompt": pl.List(pl.String)}
     if rendering == "react":
-        return pl.DataFrame(
-            {"scenario_id": [s.id for s in scenarios],
-             "prompt": [_messages_json(react_prompt(s, toolkits)) for s in scenarios]},
-            schema={"scenario_id": pl.String, "prompt": pl.String},
-        )
-    return pl.DataFrame(
-        {"scenario_id": [s.id for s in scenarios],
-         "prompt": [_messages_json(native_prompt(s)) for s in scenarios],
-         "tools": [json.dumps(tool_schemas(s, toolkits), ensure_ascii=False) for s in scenarios]},
-        schema={"scenario_id": pl.String, "prompt": pl.String, "tools": pl.String},
-    )
+        columns["prompt"] = [_message_texts(react_prompt(s, toolkits)) for s in scenarios]
+    else:
+        columns["prompt"] = [_message_texts(native_prompt(s)) for s in scenarios]
+        columns["tools"] = [json.dumps(tool_schemas(s, toolkits), ensure_ascii=False) for s in scenarios]
+        schema["tools"] = pl.String
+    return pl.DataFrame(columns, schema=schema)
 
 
 def turns_frame(store: RunStore, ids: pl.Series, rendering: Rendering) -> pl.DataFrame:
-    """``trajectory_id`` and ``turns`` (JSON text of the TRL messages of its agent side) for ``ids``."""
+    """``trajectory_id`` and ``turns`` (its agent side's TRL messages as JSON texts) for ``ids``."""
     column = "react_messages" if rendering == "react" else "messages"
     trajectories = (
         store.scan("trajectories")
@@ -120,12 +121,13 @@ def turns_frame(store: RunStore, ids: pl.Series, rendering: Rendering) -> pl.Dat
     # in Python, once for each trajectory however many pairs it is in.
     return trajectories.select(
         "trajectory_id",
-        turns=pl.Series([_messages_json(m) for m in trajectories["messages"].to_list()], dtype=pl.String),
+        turns=pl.Series([_message_texts(m) for m in trajectories["messages"].to_list()], dtype=pl.List(pl.String)),
     )
 
 
-def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) -> list[dict[str, Any]]:
-    """TRL rows for ``pairs`` (``PreferencePair`` schema), in the pairs' order.
+def pair_rows_frame(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) -> pl.DataFrame:
+    """TRL rows for ``pairs`` (``PreferencePair`` schema) as a frame, in the pairs' order; the message columns
+    hold one JSON text per message.
 
     Args:
         pairs: pairs of the run ``store`` (e.g. ``build_pairs(...).pairs``, or one split of it).
@@ -136,7 +138,7 @@ def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
     scenarios = [s for s in store.read("scenarios") if s.id in scenario_ids]
     prompts = prompt_frame(scenarios, store.read("toolkits"), rendering)  # type: ignore[arg-type]
     turns = turns_frame(store, pl.concat([pairs["chosen_id"], pairs["rejected_id"]]), rendering)
-    table = (
+    return (
         pairs.lazy()
         .join(prompts.lazy(), on="scenario_id", how="left", maintain_order="left")
         .join(turns.lazy().rename({"trajectory_id": "chosen_id", "turns": "chosen"}), on="chosen_id",
@@ -169,22 +171,41 @@ def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
         )
         .collect()
     )
-    rows = table.to_dicts()
-    for row in rows:  # the message columns travel as JSON text through polars; decode them once here
+
+
+def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) -> list[dict[str, Any]]:
+    """TRL rows for ``pairs`` as Python dicts (messages decoded), in the pairs' order; see ``pair_rows_frame``."""
+    rows = pair_rows_frame(pairs, store, rendering).to_dicts()
+    for row in rows:
         for name in MESSAGE_COLUMNS:
-            row[name] = json.loads(row[name])
+            row[name] = [json.loads(text) for text in row[name]]
     return rows
 
 
-def write_pair_rows(rows: list[dict[str, Any]], path: Path, rendering: Rendering) -> int:
-    """Write rows as a Parquet file through ``datasets`` (with ``pair_rows_features``), atomically.
+def _encoded_messages(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every message as exact JSON text (texts are kept, dicts encoded by Python's json)."""
+    return {
+        **row,
+        **{
+            name: [m if isinstance(m, str) else json.dumps(m, ensure_ascii=False) for m in row[name]]
+            for name in MESSAGE_COLUMNS
+        },
+    }
 
-    Returns the number of rows written. An empty list writes an empty file with the same features.
+
+def write_pair_rows(rows: list[dict[str, Any]] | pl.DataFrame, path: Path, rendering: Rendering) -> int:
+    """Write rows (``build_pair_rows`` dicts or a ``pair_rows_frame``) as a Parquet file through ``datasets``
+    (with ``pair_rows_features``), atomically.
+
+    Returns the number of rows written. No rows writes an empty file with the same features.
     """
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
     features = pair_rows_features(rendering)
+    if isinstance(rows, pl.DataFrame):
+        rows = rows.to_dicts()
+    rows = [_encoded_messages(row) for row in rows]
     data = Dataset.from_list(rows, features=features) if rows else Dataset.from_dict(
         {name: [] for name in features}, features=features
     )

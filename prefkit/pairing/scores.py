@@ -63,7 +63,7 @@ def _replicate_scores(judged: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
     score = pl.col("score").drop_nulls()
     value = pl.col("score").median().floor() if config.aggregation == "median" else pl.col("score").mean()
     stats = judged.group_by("trajectory_id", "metric").agg(
-        value.cast(pl.Float64), n=score.count(), top=score.unique_counts().max(), distinct=score.n_unique()
+        value=value.cast(pl.Float64), n=score.count(), top=score.unique_counts().max(), distinct=score.n_unique()
     )
     if config.agreement != "none":
         most = stats.select(pl.col("n").max()).collect().item()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from prefkit.errors import InputError
+from prefkit.store import atomic_path
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from datasets import Dataset
@@ -350,6 +351,11 @@ def check_pair_row(row: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, *
 # --------------------------------------------------------------------------------------------------
 
 
+def _check_max_length(max_length: int) -> None:
+    if max_length < 1:
+        raise InputError(f"max_length must be a positive number of tokens, got {max_length}", field="max_length")
+
+
 def validate_pair_rows(
     dataset_or_path: Dataset | Sequence[Mapping[str, Any]] | str | os.PathLike[str],
     *,
@@ -375,8 +381,7 @@ def validate_pair_rows(
         report = validate_pair_rows("pairs/train.parquet", tokenizer="models/tiny", max_length=8192)
         assert report.ok, report.invalid_rows[:3]
     """
-    if max_length < 1:
-        raise InputError(f"max_length must be a positive number of tokens, got {max_length}", field="max_length")
+    _check_max_length(max_length)
     source = None
     rows = dataset_or_path
     if isinstance(rows, str | os.PathLike):
@@ -420,10 +425,17 @@ def write_kept_rows(rows: Dataset, report: ValidationReport, out: str | os.PathL
     """Write the rows ``report`` keeps to the Parquet file ``out`` (same features); returns the count."""
     if report.rows != len(rows):
         raise ValueError(f"the report covers {report.rows} rows, the dataset has {len(rows)}")
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
     kept = rows.select(report.kept_indices())
-    kept.to_parquet(str(path))
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()
+    try:
+        with atomic_path(Path(out)) as tmp:  # `out` may replace the very file the rows came from
+            kept.to_parquet(str(tmp))
+    finally:
+        if was_enabled:
+            enable_progress_bar()
     return len(kept)
 
 
@@ -444,6 +456,7 @@ def validate_pairs_path(
     Raises:
         InputError: the path is missing, a folder holds neither split file, or a file is unreadable.
     """
+    _check_max_length(max_length)
     root = Path(path)
     if root.is_dir():
         files = [root / name for name in SPLIT_FILES if (root / name).is_file()]
