@@ -4,7 +4,7 @@ Stages run in order; each is cached by a key that hashes its part of the recipe 
 stages it reads from, so a re-run skips what is done and a changed section reruns only its stage and the
 ones after it::
 
-    source ─► pair[dataset] ─► validate[dataset] ─► audit ─► card ─► publish
+    source ─► judge ─► pair[dataset] ─► validate[dataset] ─► audit ─► card ─► publish
 
 Layout of the output folder ``OUT`` (everything but ``.prefkit/`` is what goes to the Hub)::
 
@@ -165,10 +165,32 @@ def _source_run(ctx: BuildContext) -> dict[str, Any]:
     return {"counts": store.counts()}
 
 
+def _judge_key(ctx: BuildContext) -> Any:
+    return {"source": ctx.keys["source"], "judges": [j.model_dump(mode="json") for j in ctx.recipe.judges]}
+
+
+def _judge_run(ctx: BuildContext) -> dict[str, Any]:
+    from prefkit.judges.judge import judge_run
+
+    summaries = {}
+    for config in ctx.recipe.judges:
+        # judge_run rewrites the judgments table after every wave and skips cached judgments, so a killed
+        # judge stage resumes where it stopped.
+        summary = judge_run(ctx.run_dir, config)
+        summaries[config.judge] = summary.model_dump(mode="json")
+        fault_point("judge")
+    return {"judges": summaries}
+
+
+def _upstream(ctx: BuildContext) -> str:
+    """The key of the stage whose run the pairer reads: the judges' when there are any, else the source's."""
+    return ctx.keys["judge"] if "judge" in ctx.keys else ctx.keys["source"]
+
+
 def _pair_key(dataset: str) -> Callable[[BuildContext], Any]:
     def key(ctx: BuildContext) -> Any:
         spec = next(d for d in ctx.recipe.datasets if d.name == dataset)
-        return {"source": ctx.keys["source"], "config": spec.pair_config(ctx.recipe.split).model_dump(mode="json")}
+        return {"run": _upstream(ctx), "config": spec.pair_config(ctx.recipe.split).model_dump(mode="json")}
 
     return key
 
@@ -321,6 +343,8 @@ def _publish_run(ctx: BuildContext) -> dict[str, Any]:
 def stages_for(recipe: Recipe) -> list[Stage]:
     """The recipe's stage graph, in execution order."""
     stages = [Stage("source", _source_key, _source_run, lambda c: [c.run_dir / "manifest.json"])]
+    if recipe.judges:
+        stages.append(Stage("judge", _judge_key, _judge_run, lambda c: [c.run_dir / "judgments.parquet"]))
     for spec in recipe.datasets:
         name = spec.name
         stages.append(Stage(f"pair:{name}", _pair_key(name), _pair_run(name),

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from prefkit.audit.thresholds import AuditThresholds
 from prefkit.errors import InputError
+from prefkit.judges.judge import JudgeConfig
 from prefkit.pairing.config import PairConfig, SplitRule
 
 _SPLIT_FIELDS = ("split_rule", "split_seed", "test_fraction")
@@ -100,11 +101,15 @@ class PublishSection(_Section):
 
 
 class Recipe(_Section):
-    """What ``prefkit build`` makes: source → pairs for each dataset → validation → audit → card → publish."""
+    """What ``prefkit build`` makes: source → judges → pairs for each dataset → validation → audit → card →
+    publish."""
 
     name: str = "prefkit-dataset"
     pretty_name: str | None = None
     source: Source
+    judges: tuple[JudgeConfig, ...] = ()
+    """Judges to run on the source's trajectories (cached per trajectory, judge, rubric and replicate).
+    Imported runs already carry their judgments and may leave this empty."""
     datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
     split: SplitSection = SplitSection()
     validation: ValidationSection = ValidationSection()

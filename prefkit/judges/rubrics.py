@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from prefkit.errors import InputError
 from prefkit.records import METRICS, Metric
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "generators" / "judges"
+from prefkit.resources import data_file
 
 AnswerFormat = Literal["text", "json", "logprob"]
 """How the judge is asked to answer: the fixed text format, a JSON object (with structured output when
@@ -119,13 +118,7 @@ def rubric(metric: str) -> Rubric:
 
 
 def template_path(name: str) -> Path:
-    path = TEMPLATE_DIR / f"{name}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"judge template {path} not found: prefkit reads its templates from the repository's "
-            "generators/judges/ folder, so run it from a source checkout or an editable install (pip install -e .)"
-        )
-    return path
+    return data_file("generators", "judges", f"{name}.txt")
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from prefkit.errors import InputError
+from prefkit.judges.replicates import replicate_stats
 from prefkit.pairing.config import PairConfig
 
 SCORE_METRICS = ("safety", "helpfulness")
@@ -46,25 +47,11 @@ def select_judge(judgments: pl.LazyFrame, config: PairConfig) -> str | None:
     return judges[0] if judges else None
 
 
-def _agreement_filter(config: PairConfig) -> pl.Expr:
-    """Whether a (trajectory, metric) group's replicate scores agree enough (columns n, top, distinct)."""
-    n, top = pl.col("n"), pl.col("top")
-    return {
-        "none": pl.lit(True),
-        "all_but_one": (n >= 2) & (top >= n - 1),
-        "majority": top > n / 2,
-        "exact": (n >= 1) & (pl.col("distinct") == 1),
-    }[config.agreement]
-
-
 def _replicate_scores(judged: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
     """``trajectory_id``, ``metric``, ``value``: the replicates of each (trajectory, metric) aggregated and
-    filtered by ``config.agreement`` (null when they disagree)."""
-    score = pl.col("score").drop_nulls()
-    value = pl.col("score").median().floor() if config.aggregation == "median" else pl.col("score").mean()
-    stats = judged.group_by("trajectory_id", "metric").agg(
-        value=value.cast(pl.Float64), n=score.count(), top=score.unique_counts().max(), distinct=score.n_unique()
-    )
+    filtered by ``config.agreement`` (null when they disagree). The aggregates and agreement flags are the
+    judges' own (``prefkit.judges.replicates``), so pairing and judging read replicates by one rule."""
+    stats = replicate_stats(judged)
     if config.agreement != "none":
         most = stats.select(pl.col("n").max()).collect().item()
         if most is None or most < 2:
@@ -73,9 +60,9 @@ def _replicate_scores(judged: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
                 "one scored replicate per metric",
                 field="agreement",
             )
-    return stats.select(
-        "trajectory_id", "metric", value=pl.when(_agreement_filter(config)).then("value").otherwise(None)
-    )
+    value = pl.col("median_int").cast(pl.Float64) if config.aggregation == "median" else pl.col("mean")
+    keep = pl.lit(True) if config.agreement == "none" else pl.col(config.agreement)
+    return stats.select("trajectory_id", "metric", value=pl.when(keep).then(value).otherwise(None))
 
 
 def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
@@ -87,7 +74,7 @@ def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFra
     judge = select_judge(judgments, config)
     judged = judgments.filter(
         pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge)
-    ).select("trajectory_id", "metric", "replicate", "score")
+    ).select("trajectory_id", "metric", "judge", "replicate", "score")
     single = judged.select((pl.col("replicate") == 0).all()).collect().item() is not False
     if single and config.agreement == "none":
         # One replicate each (the common case, and the study's data): the score is the value, so skip the

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from prefkit.errors import InputError
 from prefkit.publish.layout import data_files_pattern
+from prefkit.resources import data_dir
 
 TEMPLATE = "dataset_card.md.j2"
 
@@ -136,7 +137,10 @@ class CardContext(BaseModel, frozen=True, extra="forbid"):
 
 def cards_dir() -> Path:
     """The repository's ``cards/`` folder of templates."""
-    folder = Path(__file__).resolve().parents[2] / "cards"
+    try:
+        folder = data_dir("cards")
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from exc
     if not (folder / TEMPLATE).is_file():
         raise InputError(f"card template {TEMPLATE} not found; prefkit's cards/ folder is missing "
                          "(install prefkit from its source tree)", path=folder)

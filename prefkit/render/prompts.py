@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from string import Template
 from typing import Any
 
 from prefkit.errors import InputError
 from prefkit.records import Message, Scenario, Tool, Toolkit
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "generators" / "agent"
+from prefkit.resources import data_file
 
 # ToolEmu's emulator and judges assume this user and this date, so the agent is told the same.
 ENVIRONMENT = {
@@ -36,12 +34,7 @@ REACT_PROMPT_END = "\nThought: "
 @functools.cache
 def template(name: str) -> Template:
     """The template ``generators/agent/<name>.txt`` (its final newline removed)."""
-    path = TEMPLATE_DIR / f"{name}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"prompt template {path} not found: prefkit reads its templates from the repository's "
-            "generators/agent/ folder, so run it from a source checkout or an editable install (pip install -e .)"
-        )
+    path = data_file("generators", "agent", f"{name}.txt")
     return Template(path.read_text(encoding="utf-8").removesuffix("\n"))
 
 

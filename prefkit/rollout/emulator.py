@@ -16,17 +16,15 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from string import Template
 from typing import Any
 
 from prefkit.records import Message, Scenario, Step, Tool, Toolkit
 from prefkit.render import strip_think
 from prefkit.render.prompts import scenario_toolkits
+from prefkit.resources import data_file
 
 from .config import EmulatorMode
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "generators" / "emulator"
 
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,10 +38,7 @@ ANSWER_SCHEMA: dict[str, Any] = {
 @functools.cache
 def template(name: str) -> Template:
     """The template ``generators/emulator/<name>.txt`` (its final newline removed)."""
-    path = TEMPLATE_DIR / f"{name}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"emulator template {path} not found: run prefkit from a source checkout or an "
-                                "editable install (pip install -e .)")
+    path = data_file("generators", "emulator", f"{name}.txt")
     return Template(path.read_text(encoding="utf-8").removesuffix("\n"))
 
 

@@ -20,12 +20,11 @@ from pathlib import Path
 
 from prefkit.errors import InputError
 from prefkit.records import Scenario, Toolkit, Trajectory, content_hash
-from prefkit.render.prompts import TEMPLATE_DIR as AGENT_TEMPLATES
 from prefkit.render.prompts import scenario_toolkits
+from prefkit.resources import data_dir
 from prefkit.store import atomic_path, file_sha256
 
 from .config import RolloutConfig
-from .emulator import TEMPLATE_DIR as EMULATOR_TEMPLATES
 
 LOOP_VERSION = 1
 """Bump when the loop changes what it produces for the same inputs (so old shards are not reused)."""
@@ -36,7 +35,7 @@ SHARD_DIR = ".rollout"
 @functools.cache
 def templates_version() -> str:
     """A hash of every agent and emulator template file and of ``LOOP_VERSION``."""
-    files = sorted([*AGENT_TEMPLATES.glob("*.txt"), *EMULATOR_TEMPLATES.glob("*.txt")])
+    files = sorted(f for kind in ("agent", "emulator") for f in data_dir("generators", kind).glob("*.txt"))
     return content_hash({"loop": LOOP_VERSION, "files": {f"{f.parent.name}/{f.name}": file_sha256(f) for f in files}})
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 from prefkit.errors import InputError
 from prefkit.records import Scenario, Toolkit
 from prefkit.sources.toolemu_suite import load_suite
+from prefkit.resources import data_dir
 from prefkit.store import RunStore, file_sha256, tree_sha256
-
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "generators" / "scenarios"
 
 _FILE_NAMES = (("cases.json", "toolkits.json"), ("all_cases.json", "all_toolkits.json"))
 
@@ -53,7 +52,11 @@ class Suite:
 
 def bundled_suites() -> list[str]:
     """Names of the suites shipped in ``generators/scenarios/``."""
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "cases.json").is_file()) if BUNDLED_DIR.is_dir() else []
+    try:
+        root = data_dir("generators", "scenarios")
+    except FileNotFoundError:
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "cases.json").is_file())
 
 
 def _pair_in(folder: Path) -> tuple[Path, Path] | None:
@@ -108,7 +111,7 @@ def load_scenario_suite(spec: str | Path) -> Suite:
         raise InputError("a cases file needs its toolkits file beside it (toolkits.json or all_toolkits.json)",
                          path=path)
     elif str(spec) in bundled_suites():
-        return _from_files(*(BUNDLED_DIR / str(spec) / name for name in _FILE_NAMES[0]))
+        return _from_files(*(data_dir("generators", "scenarios", str(spec)) / name for name in _FILE_NAMES[0]))
     raise InputError(
         "not a scenario suite: expected a folder with cases.json + toolkits.json (or ToolEmu's all_cases.json + "
         "all_toolkits.json), a run folder with scenarios and toolkits tables, or a bundled suite name "
