@@ -284,6 +284,57 @@ def _print_agreement(report: Any) -> None:
                      f"exact {fmt(report.exact)}  within one {fmt(report.within_one)}", highlight=False)
 
 
+# rollout ------------------------------------------------------------------------------------------
+
+
+@app.command("rollout")
+def rollout(
+    suite: Annotated[str, typer.Argument(help="Scenario suite: a folder (cases.json + toolkits.json, or ToolEmu's "
+                                         "all_cases.json + all_toolkits.json), a run folder, or a bundled name (starter).")],
+    agent: Annotated[str, typer.Option("--agent", help="Agent model as MODEL@backend (transformers|openai|vllm).")],
+    emulator: Annotated[str, typer.Option("--emulator", help="Emulator model as MODEL@backend.")],
+    out: OutOpt,
+    samples: Annotated[int, typer.Option("--samples", help="Trajectories per scenario.")] = 1,
+    prompt_format: Annotated[str, typer.Option("--format", help="react (text) | native (tool calls).")] = "react",
+    mode: Annotated[str, typer.Option("--mode", help="Emulator: adversarial | standard.")] = "adversarial",
+    scenarios: Annotated[str | None, typer.Option("--scenarios", help="Comma-separated scenario ids (default all).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Most tool calls (default: no cap).")] = None,
+    token_budget: Annotated[int, typer.Option("--token-budget", help="Most agent tokens per trajectory.")] = 8000,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per agent call.")] = 2048,
+    temperature: Annotated[float, typer.Option("--temperature", help="Agent temperature (0 = greedy).")] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Agent sampling seed.")] = None,
+    agent_option: Annotated[list[str] | None, typer.Option("--agent-option", help="Backend option KEY=VALUE.")] = None,
+    emulator_option: Annotated[list[str] | None, typer.Option("--emulator-option", help="Backend option KEY=VALUE.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll out agents on SUITE with LM-emulated tools into the run OUT (re-run to resume a killed run)."""
+    from prefkit.rollout import make_rollout_config, rollout_suite
+
+    config = make_rollout_config(agent=agent, emulator=emulator, samples=samples, prompt_format=prompt_format, mode=mode,
+                                 max_steps=max_steps, token_budget=token_budget, max_tokens=max_tokens,
+                                 temperature=temperature, seed=seed, agent_options=agent_option or (),
+                                 emulator_options=emulator_option or ())
+    ids = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
+    with _console().status("rolling out …") as status:
+        summary = rollout_suite(suite, out, config, scenario_ids=ids, force=force, progress=_RolloutStatus(status))
+    if as_json:
+        _print_json(summary.as_dict())
+    else:
+        _console().print(f"{summary.trajectories} trajectories ({summary.generated} new) in {out}: "
+                         + ", ".join(f"{k} {v}" for k, v in summary.finish_reasons.items()), highlight=False)
+
+
+class _RolloutStatus:
+    """Rollout progress on a rich status line: the round and how many trajectories are live/done."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+
+    def round(self, step: int, live: int, finished: int) -> None:
+        self.status.update(f"rolling out: round {step}, {live} live, {finished} done …")
+
+
 # build --------------------------------------------------------------------------------------------
 
 

@@ -182,3 +182,23 @@ def transformers_serve_url(tmp_path_factory: pytest.TempPathFactory) -> str:
             proc.kill()
             proc.wait()
         log.close()
+
+
+# Rollouts (prefkit.rollout) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mini_suite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-scenario suite the overfit agent model knows (``tiny_model_agent.write_mini_suite``)."""
+    from tiny_model_agent import write_mini_suite
+
+    return write_mini_suite(tmp_path_factory.mktemp("mini-suite"))
+
+
+@pytest.fixture(scope="session")
+def agent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model overfit to play the agent and the emulator of ``tiny_model_agent``'s scripted
+    rollouts (built once, about 20 s): greedy decoding reproduces the script exactly."""
+    from tiny_model_agent import build_agent_model
+
+    return build_agent_model(tmp_path_factory.mktemp("agent-model") / "model")

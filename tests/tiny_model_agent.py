@@ -8,12 +8,13 @@ with the chat template as the transformers backend renders it, then the answer a
 Greedy decoding then reproduces the script, so the loop run on the real backend makes the same
 requests and the same trajectories.
 
-The scripted rollouts (on the bundled ``starter`` suite):
+The scripted rollouts run on a two-scenario ``mini`` suite (``write_mini_suite``; short toolkit
+texts keep the prompts short, so training is quick), with the emulator in ``standard`` mode:
 
-- ``starter_1`` react: a tool call, the emulator's JSON, a final answer (2 agent turns, 1 emulator turn);
-- ``starter_9`` react: a call to a tool that does not exist (error observation, no emulator), a valid
+- ``mini_0`` react: a tool call, the emulator's JSON, a final answer (2 agent turns, 1 emulator turn);
+- ``mini_1`` react: a call to a tool that does not exist (error observation, no emulator), a valid
   call, the emulator's JSON, a final answer (3 agent turns, 1 emulator turn);
-- ``starter_1`` native: the same as react through a ``<tool_call>`` block and plain text.
+- ``mini_0`` native: the same as react through a ``<tool_call>`` block and plain text.
 
 Building takes about 20 s on 2 CPU cores. Usage: ``python tests/tiny_model_agent.py OUT_DIR``.
 """
@@ -25,9 +26,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import random
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,9 @@ EMULATOR_SCRIPT: dict[tuple[str, str], str] = {
     ("mini_1", "LampSwitch"): '{"summary": "It works.", "observation": {"success": true}}',
 }
 """Emulator answers per (scenario, tool)."""
+
+MAX_TOKEN_LOSS = 0.05
+"""Training goes on until every answer token has at least this loss at most (probability > 0.95)."""
 
 EMULATOR_MODE = "standard"
 """The emulator mode the model is trained for (the shorter prompt)."""
@@ -212,17 +214,20 @@ def _tokenizer(corpus: list[str], vocab_size: int) -> Any:
     return tok
 
 
-def build_agent_model(out: str | os.PathLike[str], *, epochs: int = 60, seed: int = 0) -> Path:
+def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed: int = 0) -> Path:
     """Build the overfit agent/emulator model into ``out`` and return its path.
 
-    Raises ``RuntimeError`` if greedy decoding does not reproduce every scripted answer.
+    Full-batch AdamW on every recorded exchange (loss on the answers only) until every answer token's
+    loss is below ``MAX_TOKEN_LOSS`` and greedy decoding reproduces every scripted answer.
+
+    Raises:
+        RuntimeError: the answers are still not reproduced after ``max_steps`` steps.
     """
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
     torch.manual_seed(seed)
     pairs = record_training_pairs()
 
@@ -230,51 +235,76 @@ def build_agent_model(out: str | os.PathLike[str], *, epochs: int = 60, seed: in
     # rendered text, so that the long prompts take few tokens.
     renderer = _tokenizer(["a b c"], 300)
     texts = [(_render(renderer, request), raw) for request, raw in pairs]
-    tokenizer = _tokenizer([p + r for p, r in texts], 2048)
-    tokenizer.save_pretrained(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)  # what the backend will load
-
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    trained = _tokenizer([p + r for p, r in texts], 2048)
+    trained.save_pretrained(out_dir)
+    config = Qwen2Config(vocab_size=len(trained), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1 << 14,
-                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=trained.eos_token_id,
+                         pad_token_id=trained.pad_token_id)
+    # Once config.json says qwen2, AutoTokenizer loads a Qwen2Tokenizer, which splits text with
+    # Qwen's own pattern: other ids than the trained tokenizer's. Train on what the backend will see.
+    config.save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    examples = []
-    for prompt, raw in texts:
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(raw, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = torch.tensor([prompt_ids + answer_ids])
-        labels = ids.clone()
-        labels[0, : len(prompt_ids)] = -100
-        examples.append((ids, labels, len(prompt_ids), raw))
+    examples = [(tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                 tokenizer(raw, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id], raw)
+                for prompt, raw in texts]
+    width = max(len(p) + len(a) for p, a, _ in examples)
+    ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (prompt_ids, answer_ids, _) in enumerate(examples):
+        end = len(prompt_ids) + len(answer_ids)
+        ids[row, :end] = torch.tensor(prompt_ids + answer_ids)
+        labels[row, len(prompt_ids) : end] = torch.tensor(answer_ids)
+        mask[row, :end] = 1
 
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3)
-    total = epochs * len(examples)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=total, pct_start=0.1)
-    for _ in range(epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for i in order:
-            ids, labels, _, _ = examples[i]
-            model(input_ids=ids, labels=labels).loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-    model.eval()
-    model.save_pretrained(out_dir)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    answer = labels[:, 1:] != -100
+    wrong: list[str] = ["not checked yet"]
+    for step in range(1, max_steps + 1):
+        model.train()
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                                       reduction="none")
+        (token_loss.sum() / answer.sum()).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        # Every answer token must be likely enough (not just the mean): a token decided by a thin
+        # margin flips under the float noise of another batch shape, and the rollout goes astray.
+        if token_loss[answer].max().item() < MAX_TOKEN_LOSS:
+            model.eval()
+            wrong = _mismatches(model, tokenizer, examples)
+            if not wrong:
+                model.save_pretrained(out_dir)
+                return out_dir
+    raise RuntimeError(f"overfit agent model still misses {len(wrong)} answers after {max_steps} steps: {wrong[:2]}")
 
+
+def _mismatches(model: Any, tokenizer: Any, examples: list[tuple[list[int], list[int], str]]) -> list[str]:
+    """The answers greedy decoding gets wrong, decoding each prompt alone and all in one left-padded batch."""
+    import torch
+
+    wrong = []
+    longest = max(len(a) for _, a, _ in examples) + 3
     with torch.inference_mode():
-        for ids, _, prompt_len, raw in examples:
-            got_ids = model.generate(ids[:, :prompt_len], max_new_tokens=ids.shape[1] - prompt_len + 4,
-                                     do_sample=False)[0, prompt_len:]
-            got = tokenizer.decode(got_ids, skip_special_tokens=True)
-            if got != raw:
-                raise RuntimeError(f"overfit agent model answers {got!r}, expected {raw!r}")
-    return out_dir
+        width = max(len(p) for p, _, _ in examples)
+        batch = torch.full((len(examples), width), tokenizer.pad_token_id)
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, (prompt_ids, _, _) in enumerate(examples):
+            batch[row, width - len(prompt_ids):] = torch.tensor(prompt_ids)
+            mask[row, width - len(prompt_ids):] = 1
+        batched = model.generate(batch, attention_mask=mask, max_new_tokens=longest, do_sample=False)[:, width:]
+        for row, (prompt_ids, _, raw) in enumerate(examples):
+            alone = model.generate(torch.tensor([prompt_ids]), max_new_tokens=longest, do_sample=False)[0, len(prompt_ids):]
+            for how, ids in (("alone", alone), ("batched", batched[row])):
+                got = tokenizer.decode(ids, skip_special_tokens=True)
+                if got != raw:
+                    wrong.append(f"{how}: {got!r} instead of {raw!r}")
+    return wrong
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

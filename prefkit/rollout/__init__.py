@@ -13,7 +13,14 @@ output), ``calls`` (schema checks of tool calls), ``emulator`` (emulator prompt 
 ``loop`` (the step-synchronous batched loop), ``resume`` (keys and shards), ``run`` (the run folder).
 """
 
-from prefkit.rollout.config import AgentConfig, EmulatorConfig, EmulatorMode, RolloutConfig, RolloutLimits
+from prefkit.rollout.config import (
+    AgentConfig,
+    EmulatorConfig,
+    EmulatorMode,
+    RolloutConfig,
+    RolloutLimits,
+    make_rollout_config,
+)
 from prefkit.rollout.loop import Progress, RolloutItem, RolloutLoop, run_rollouts
 from prefkit.rollout.resume import TrajectoryShards, rollout_key, templates_version
 from prefkit.rollout.run import RolloutSummary, make_backends, open_rollout_run, rollout_suite
@@ -34,6 +41,7 @@ __all__ = [
     "bundled_suites",
     "load_scenario_suite",
     "make_backends",
+    "make_rollout_config",
     "open_rollout_run",
     "rollout_key",
     "rollout_suite",

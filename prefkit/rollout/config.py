@@ -8,10 +8,13 @@ call, 5 re-prompts for unparseable agent output, no step cap, the adversarial em
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prefkit.errors import InputError
 from prefkit.records import AgentIdentity, PromptFormat, SamplingParams
 
 EmulatorMode = Literal["adversarial", "standard"]
@@ -49,6 +52,9 @@ class AgentConfig(_Config):
     stop_at_observation: bool = True
     """ReAct only: stop generating at a line starting ``Observation:``, so the agent cannot write the
     tool's answer itself (langchain's ReAct agent does the same)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the backend (``create_backend(model, **options)``, e.g. ``batch_size``, ``base_url``);
+    they do not change what is generated, so resume keys leave them out."""
 
     def identity(self) -> AgentIdentity:
         model, backend = split_spec(self.model)
@@ -77,6 +83,8 @@ class EmulatorConfig(_Config):
     and the step is flagged ``empty_observation`` (as the study's emulator did on a parse failure)."""
     structured_output: bool = True
     """Ask for the JSON answer through the backend's structured output when it supports it."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the backend, as for the agent (left out of resume keys)."""
 
 
 class RolloutLimits(_Config):
@@ -105,3 +113,47 @@ class RolloutConfig(_Config):
     samples: int = Field(default=1, gt=0)
     """Trajectories per scenario (``Trajectory.sample_index`` 0..samples-1)."""
     limits: RolloutLimits = RolloutLimits()
+
+
+def parse_options(options: Sequence[str], *, field: str) -> dict[str, Any]:
+    """``["batch_size=16", "base_url=http://..."]`` -> a dict; values are read as JSON when they parse
+    (numbers, booleans, objects), else kept as text.
+
+    Raises:
+        InputError: an option that is not ``KEY=VALUE`` (naming ``field``).
+    """
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"backend option {option!r} is not KEY=VALUE", field=field)
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_format: str = "react",
+                        mode: str = "adversarial", agent_name: str | None = None, temperature: float | None = 0.0,
+                        seed: int | None = None, max_tokens: int = 2048, max_steps: int | None = None,
+                        token_budget: int | None = 8000, max_reprompts: int = 5,
+                        agent_options: Sequence[str] = (), emulator_options: Sequence[str] = ()) -> RolloutConfig:
+    """A ``RolloutConfig`` from flat options (the CLI's); the emulator decodes greedily.
+
+    Raises:
+        InputError: a value the config rejects (the field is named) or a malformed backend option.
+    """
+    try:
+        return RolloutConfig(
+            agent=AgentConfig(model=agent, name=agent_name, prompt_format=prompt_format, temperature=temperature,  # type: ignore[arg-type]
+                              seed=seed, max_tokens=max_tokens,
+                              options=parse_options(agent_options, field="agent-option")),
+            emulator=EmulatorConfig(model=emulator, mode=mode,  # type: ignore[arg-type]
+                                    options=parse_options(emulator_options, field="emulator-option")),
+            samples=samples,
+            limits=RolloutLimits(max_steps=max_steps, token_budget=token_budget, max_reprompts=max_reprompts),
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InputError(error["msg"], field=".".join(str(p) for p in error["loc"]) or None) from None

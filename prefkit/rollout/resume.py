@@ -45,9 +45,9 @@ def rollout_key(scenario: Scenario, toolkits: Sequence[Toolkit], config: Rollout
         {
             "scenario": scenario.model_dump(mode="json"),
             "toolkits": [t.model_dump(mode="json") for t in scenario_toolkits(scenario, toolkits)],
-            "agent": config.agent.model_dump(mode="json"),
+            "agent": config.agent.model_dump(mode="json", exclude={"options"}),
             "limits": config.limits.model_dump(mode="json"),
-            "emulator": config.emulator.model_dump(mode="json"),
+            "emulator": config.emulator.model_dump(mode="json", exclude={"options"}),
             "sample_index": sample_index,
             "templates": templates_version(),
         },

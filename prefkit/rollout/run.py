@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.backends import Backend, create_backend
+from prefkit.backends import Backend, create_backend, parse_model_spec
 from prefkit.errors import InputError
 from prefkit.records import Trajectory
 from prefkit.store import MANIFEST, RunStore
@@ -68,26 +68,18 @@ def open_rollout_run(out: str | Path, suite: Suite, config: RolloutConfig, *, fo
     return store
 
 
-def make_backends(config: RolloutConfig, *, batch_size: int | None = None) -> tuple[Backend, Backend]:
-    """The agent's and the emulator's backends; one shared backend when both specs are the same."""
-
-    def create(spec: str) -> Backend:
-        backend = spec.rpartition("@")[2]
-        options: dict[str, Any] = {}
-        if batch_size is not None and backend == "transformers":
-            options["batch_size"] = batch_size
-        elif batch_size is not None and backend == "openai":
-            options["max_concurrency"] = batch_size
-        return create_backend(spec, **options)
-
-    agent = create(config.agent.model)
-    emulator = agent if config.emulator.model == config.agent.model else create(config.emulator.model)
-    return agent, emulator
+def make_backends(config: RolloutConfig) -> tuple[Backend, Backend]:
+    """The agent's and the emulator's backends (with their ``options``); one shared backend when both
+    have the same spec and options, so a model that plays both is loaded once."""
+    agent = create_backend(config.agent.model, **config.agent.options)
+    if (config.emulator.model, config.emulator.options) == (config.agent.model, config.agent.options):
+        return agent, agent
+    return agent, create_backend(config.emulator.model, **config.emulator.options)
 
 
 def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutConfig, *,
                   scenario_ids: list[str] | None = None, backends: tuple[Backend, Backend] | None = None,
-                  batch_size: int | None = None, force: bool = False, progress: Progress | None = None,
+                  force: bool = False, progress: Progress | None = None,
                   on_finish: Callable[[list[tuple[str, Trajectory]]], None] | None = None) -> RolloutSummary:
     """Roll out ``config.samples`` trajectories per scenario of ``suite`` into the run folder ``out``.
 
@@ -98,13 +90,15 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
         scenario_ids: only these scenarios (default: all).
         backends: ``(agent, emulator)`` to use instead of making them from the config's specs (they are
             then not closed here).
-        batch_size: transformers: prompts per ``generate`` call; openai: requests in flight.
         force: replace a non-empty ``out`` that is not a rollout run, or start a rollout run over.
 
     Raises:
         InputError: a bad suite, an unknown scenario id, an unusable ``out`` or a bad model spec.
     """
     chosen = (suite if isinstance(suite, Suite) else load_scenario_suite(suite)).select(scenario_ids)
+    if backends is None:  # a bad spec fails before the run folder is touched
+        parse_model_spec(config.agent.model)
+        parse_model_spec(config.emulator.model)
     store = open_rollout_run(out, chosen, config, force=force)
     shards = TrajectoryShards(store.path / SHARD_DIR)
     items = [RolloutItem(rollout_key(s, chosen.toolkits, config, i), s, i)
@@ -112,7 +106,7 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
     stored = shards.load()
     missing = [item for item in items if item.key not in stored]
     if missing:
-        made = backends or make_backends(config, batch_size=batch_size)
+        made = backends or make_backends(config)
 
         def write(finished: list[tuple[str, Trajectory]]) -> None:
             shards.append(finished)
