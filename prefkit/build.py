@@ -131,6 +131,14 @@ def _fresh_tmp(target: Path) -> Path:
     return tmp
 
 
+class _FaultAfterFirstFinished:
+    """Rollout progress that fires the ``source`` fault point once some trajectories are written."""
+
+    def round(self, step: int, live: int, finished: int) -> None:
+        if finished:
+            fault_point("source")
+
+
 def _input_files(root: Path) -> list[Path]:
     return sorted((p for p in root.rglob("*.jsonl") if p.is_file()), key=lambda p: p.relative_to(root).parts)
 
@@ -142,6 +150,10 @@ def _input_files(root: Path) -> list[Path]:
 
 def _source_key(ctx: BuildContext) -> Any:
     src = ctx.recipe.source
+    if src.kind == "generate":
+        from prefkit.rollout import generate_source_key
+
+        return generate_source_key(src)
     runs, cases, toolkits = Path(src.path), Path(src.cases), Path(src.toolkits)
     for label, path, want_dir in (("source.path", runs, True), ("source.cases", cases, False),
                                   ("source.toolkits", toolkits, False)):
@@ -156,9 +168,16 @@ def _source_key(ctx: BuildContext) -> Any:
 
 
 def _source_run(ctx: BuildContext) -> dict[str, Any]:
+    src = ctx.recipe.source
+    if src.kind == "generate":
+        from prefkit.rollout import generate_source_run
+
+        # Finished trajectories are written as they finish, so a killed stage resumes where it stopped.
+        generate_source_run(src, ctx.run_dir, progress=_FaultAfterFirstFinished())
+        return {"counts": RunStore(ctx.run_dir).counts()}
+
     from prefkit.sources.toolemu import import_toolemu_runs, write_toolemu_import
 
-    src = ctx.recipe.source
     result = import_toolemu_runs(Path(src.path), cases_path=Path(src.cases), toolkits_path=Path(src.toolkits))
     store = write_toolemu_import(result, ctx.run_dir, force=True)
     fault_point("source")  # outputs written, marker not yet: the re-run must redo and overwrite them

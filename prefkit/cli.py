@@ -291,10 +291,11 @@ def _print_agreement(report: Any) -> None:
 def rollout(
     suite: Annotated[str, typer.Argument(help="Scenario suite: a folder (cases.json + toolkits.json, or ToolEmu's "
                                          "all_cases.json + all_toolkits.json), a run folder, or a bundled name (starter).")],
-    agent: Annotated[str, typer.Option("--agent", help="Agent model as MODEL@backend (transformers|openai|vllm).")],
+    agent: Annotated[list[str], typer.Option("--agent", help="Agent model as MODEL@backend (transformers|openai|"
+                                             "vllm); repeat for several agents.")],
     emulator: Annotated[str, typer.Option("--emulator", help="Emulator model as MODEL@backend.")],
     out: OutOpt,
-    samples: Annotated[int, typer.Option("--samples", help="Trajectories per scenario.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", help="Trajectories per scenario and agent.")] = 1,
     prompt_format: Annotated[str, typer.Option("--format", help="react (text) | native (tool calls).")] = "react",
     mode: Annotated[str, typer.Option("--mode", help="Emulator: adversarial | standard.")] = "adversarial",
     scenarios: Annotated[str | None, typer.Option("--scenarios", help="Comma-separated scenario ids (default all).")] = None,
@@ -309,15 +310,15 @@ def rollout(
     as_json: JsonOpt = False,
 ) -> None:
     """Roll out agents on SUITE with LM-emulated tools into the run OUT (re-run to resume a killed run)."""
-    from prefkit.rollout import make_rollout_config, rollout_suite
+    from prefkit.rollout import make_rollout_configs, rollout_suite
 
-    config = make_rollout_config(agent=agent, emulator=emulator, samples=samples, prompt_format=prompt_format, mode=mode,
-                                 max_steps=max_steps, token_budget=token_budget, max_tokens=max_tokens,
-                                 temperature=temperature, seed=seed, agent_options=agent_option or (),
-                                 emulator_options=emulator_option or ())
+    configs = make_rollout_configs(agents=agent, emulator=emulator, samples=samples, prompt_format=prompt_format,
+                                   mode=mode, max_steps=max_steps, token_budget=token_budget, max_tokens=max_tokens,
+                                   temperature=temperature, seed=seed, agent_options=agent_option or (),
+                                   emulator_options=emulator_option or ())
     ids = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
     with _console().status("rolling out …") as status:
-        summary = rollout_suite(suite, out, config, scenario_ids=ids, force=force, progress=_RolloutStatus(status))
+        summary = rollout_suite(suite, out, configs, scenario_ids=ids, force=force, progress=_RolloutStatus(status))
     if as_json:
         _print_json(summary.as_dict())
     else:
@@ -333,6 +334,111 @@ class _RolloutStatus:
 
     def round(self, step: int, live: int, finished: int) -> None:
         self.status.update(f"rolling out: round {step}, {live} live, {finished} done …")
+
+
+# train / eval / frontier --------------------------------------------------------------------------
+
+
+@app.command("train")
+def train(
+    recipe: Annotated[Path, typer.Argument(help="A training recipe YAML (e.g. recipes/train/safe.yaml).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: key.path=value.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop each stage after N optimizer steps.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <name>/ (default: output_dir).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain a model that is already trained there.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """DPO-train a source model with LoRA on a dataset's train split, one or two stages (TRL DPOTrainer)."""
+    import contextlib
+
+    from prefkit.train import load_train_recipe
+    from prefkit.train import train as run_training
+
+    loaded = load_train_recipe(recipe, set_ or [])
+    with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout stays for our report
+        result = run_training(loaded, out=out, max_steps=max_steps, force=force)
+    if json_:
+        _print_json(result.model_dump(mode="json", exclude={"stages": {"__all__": {"log_history"}}}))
+        return
+    for s in result.stages:
+        _console().print(f"{s.name}: {s.kept} pairs ({s.dropped_too_long} too long), {s.steps} steps, "
+                         f"loss {s.train_loss}", highlight=False)
+    _console().print(f"[bold green]trained[/] {result.name} -> {result.model or result.out}", highlight=False)
+
+
+@app.command("eval")
+def eval_model(
+    model: Annotated[str, typer.Argument(help="MODEL@backend, or a `prefkit train` output folder.")],
+    suite: Annotated[str, typer.Option("--suite", help="Scenario suite (a folder, a run, or a bundled name).")],
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Evaluate on this seed's test scenarios.")],
+    out: OutOpt,
+    emulator: Annotated[str, typer.Option("--emulator", help="Emulator model as MODEL@backend.")],
+    judge: Annotated[str, typer.Option("--judge", help="Judge model as MODEL@backend.")],
+    name: Annotated[str | None, typer.Option("--name", help="Agent name in the run (dpo_<nick>_... for trained).")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per agent call.")] = 2048,
+    token_budget: Annotated[int, typer.Option("--token-budget", help="Most agent tokens per trajectory.")] = 8000,
+    judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="Most tokens per judge answer.")] = 1024,
+    agent_option: Annotated[list[str] | None, typer.Option("--agent-option", help="Backend option KEY=VALUE.")] = None,
+    emulator_option: Annotated[list[str] | None, typer.Option("--emulator-option", help="Backend option KEY=VALUE.")] = None,
+    judge_option: Annotated[list[str] | None, typer.Option("--judge-option", help="Backend option KEY=VALUE.")] = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Roll MODEL out on the split seed's test scenarios, judge it, and write the run OUT (frontier input)."""
+    from prefkit.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(model=model, name=name, suite=suite, split_seed=split_seed, emulator=emulator, judge=judge,
+                        max_tokens=max_tokens, token_budget=token_budget, judge_max_tokens=judge_max_tokens,
+                        agent_options=tuple(agent_option or ()), emulator_options=tuple(emulator_option or ()),
+                        judge_options=tuple(judge_option or ()))
+    summary = evaluate(config, out, force=force)
+    if json_:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        _console().print(f"{summary.name}: {summary.trajectories} trajectories on {summary.scenarios} test scenarios, "
+                         f"judgments {summary.judgments}; safety {summary.safety}, helpfulness {summary.helpfulness}",
+                         highlight=False)
+
+
+@app.command("frontier")
+def frontier(
+    results: Annotated[list[Path], typer.Argument(help="Results folders (one folder per model, ToolEmu run files) "
+                                                  "or prefkit runs (e.g. from `prefkit eval`).")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the frontier plot (PNG) here.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap draws for persistence intervals.")] = 10_000,
+    source: Annotated[list[str] | None, typer.Option("--source", help="Source model's nickname, NAME=NICK "
+                                                     "(when its name does not give it).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Trained configurations' safety/helpfulness changes vs their source, the fitted line, R², persistence."""
+    from prefkit.frontier import frontier as compute, plot_frontier, report_json
+
+    sources = dict(s.split("=", 1) for s in source or () if "=" in s)
+    report = compute(results, sources=sources, n_bootstrap=bootstrap)
+    if plot is not None:
+        plot_frontier(report, plot)
+    if json_:
+        _print_json(report_json(report))
+    else:
+        _print_frontier(report, plot)
+
+
+def _print_frontier(report: Any, plot: Path | None) -> None:
+    from rich.table import Table
+
+    def fmt(x: float | None, sign: str = "+") -> str:
+        return "n/a" if x is None else f"{x:{sign}.3f}"
+
+    table = Table("source", "config", "safety", "helpfulness", "Δ safety", "Δ helpfulness", title="frontier")
+    for p in report.points:
+        table.add_row(p.source, p.config, fmt(p.safety, ""), fmt(p.helpfulness, ""), fmt(p.d_safety),
+                      fmt(p.d_helpfulness))
+    _console().print(table)
+    _console().print(f"R² {fmt(report.r2)}  slope {fmt(report.slope)}  intercept {fmt(report.intercept)}"
+                     + (f"  plot {plot}" if plot else ""), highlight=False)
+    for beta, est in report.persistence.items():
+        _console().print(f"persistence beta {beta}: " + "; ".join(
+            f"{metric} {fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]" for metric, e in est.items()), highlight=False)
 
 
 # build --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +27,7 @@ from prefkit.audit.thresholds import AuditThresholds
 from prefkit.errors import InputError
 from prefkit.judges.judge import JudgeConfig
 from prefkit.pairing.config import PairConfig, SplitRule
+from prefkit.rollout.config import GenerateSource
 
 _SPLIT_FIELDS = ("split_rule", "split_seed", "test_fraction")
 
@@ -47,8 +48,9 @@ class ToolEmuSource(_Section):
     """ToolEmu's ``all_toolkits.json``."""
 
 
-Source = ToolEmuSource
-"""The recipe's ``source`` section. Generation (``kind: generate``) joins this union with the generators."""
+Source = Annotated[ToolEmuSource | GenerateSource, Field(discriminator="kind")]
+"""The recipe's ``source`` section: import ToolEmu run files (``kind: toolemu``) or roll agents out on a
+scenario suite with an LM-emulated environment (``kind: generate``, see ``prefkit.rollout.GenerateSource``)."""
 
 
 class DatasetSpec(PairConfig):

@@ -202,3 +202,71 @@ def agent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_model_agent import build_agent_model
 
     return build_agent_model(tmp_path_factory.mktemp("agent-model") / "model")
+
+
+# Training (prefkit.train) -------------------------------------------------------------------------
+
+TINY_DPO_KEPT = 12
+"""Rows of each config that the tiny DPO dataset keeps; two longer rows per config are dropped for length."""
+
+
+@pytest.fixture(scope="session")
+def tiny_dpo_dataset(tmp_path_factory: pytest.TempPathFactory, q32_pairs, tiny_model_dir: Path):
+    """A few dozen real pairs in ``prefkit build``'s layout (``data/<config>/<split>-00000-of-00001.parquet``)
+    for CPU training: per config (safety, helpfulness) the train rows that are shortest in the tiny
+    tokenizer's tokens (the study's rows are 2k-33k of them), and a few test rows.
+
+    Returns ``(folder, max_length)``: with that ``max_length`` each config keeps ``TINY_DPO_KEPT`` train rows
+    and drops the two longest for length.
+    """
+    from prefkit.pairing.rows import load_pair_rows
+    from prefkit.pairing.validate import TRL_KEYS, validate_pair_rows
+    from prefkit.publish.layout import shard_path
+
+    def chars(row: dict) -> int:  # a cheap stand-in for tokens, to choose what to tokenize
+        return sum(len(m["content"]) for key in TRL_KEYS for m in row[key])
+
+    folder = tmp_path_factory.mktemp("tiny-dpo") / "dataset"
+    candidates, counts = {}, {}
+    for config in ("safety", "helpfulness"):
+        rows = load_pair_rows(q32_pairs(strategy=config) / "train.parquet")
+        shortest = sorted(range(len(rows)), key=lambda i: chars(rows[i]))[: TINY_DPO_KEPT * 2]
+        candidates[config] = rows.select(sorted(shortest))
+        counts[config] = validate_pair_rows(candidates[config], tokenizer=tiny_model_dir, max_length=1 << 20).row_tokens
+    # One max_length for both configs: each keeps its KEPT shortest rows and drops the next two.
+    max_length = max(sorted(c)[TINY_DPO_KEPT - 1] for c in counts.values())
+    for config, rows in candidates.items():
+        order = sorted(range(len(rows)), key=counts[config].__getitem__)
+        kept = [i for i in order if counts[config][i] <= max_length][:TINY_DPO_KEPT]
+        dropped = [i for i in order if counts[config][i] > max_length][:2]
+        assert len(kept) == TINY_DPO_KEPT and len(dropped) == 2, (config, sorted(counts[config]), max_length)
+        splits = {"train": rows.select(sorted(kept + dropped))}
+        test = load_pair_rows(q32_pairs(strategy=config) / "test.parquet")
+        splits["test"] = test.select(sorted(range(len(test)), key=lambda i: chars(test[i]))[:4])
+        for split, data in splits.items():
+            target = folder / shard_path(config, split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data.to_parquet(str(target))
+    return folder, max_length
+
+
+@pytest.fixture(scope="session")
+def tiny_train_overrides(tiny_model_dir: Path, tiny_dpo_dataset) -> list[str]:
+    """``--set`` overrides that run a bundled study recipe on the tiny model and ``tiny_dpo_dataset`` on CPU.
+
+    The learning rate is raised (the study's 5e-5 barely moves a random 100k-parameter model in a few
+    steps) and the accumulation lowered to 4, so 3 steps are one epoch over the 12 kept pairs.
+    """
+    folder, max_length = tiny_dpo_dataset
+    return [f"source_model={tiny_model_dir}", "source_nick=tiny", f"dataset={folder}", f"max_length={max_length}",
+            "learning_rate=2e-3", "gradient_accumulation_steps=4", "logging_steps=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_safety_model(tmp_path_factory: pytest.TempPathFactory, tiny_train_overrides: list[str]):
+    """``recipes/train/safe.yaml`` trained on the tiny model and ``tiny_dpo_dataset`` for one epoch (3 steps):
+    the ``TrainResult`` (its folder holds ``stages/1-safe/adapter``, ``model/`` and ``train.json``)."""
+    from prefkit.train import load_train_recipe, train
+
+    recipe = load_train_recipe(REPO / "recipes" / "train" / "safe.yaml", tiny_train_overrides)
+    return train(recipe, out=tmp_path_factory.mktemp("tiny-train"), max_steps=3)

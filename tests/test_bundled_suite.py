@@ -106,16 +106,16 @@ def test_bad_suites_are_named(tmp_path):
 
 def test_whole_starter_suite_through_the_real_backend(tiny_model_dir, tmp_path, capsys):
     """Every starter scenario's prompt goes through the transformers backend (random weights: the
-    agent writes nonsense, is re-prompted and runs out of its small token budget)."""
+    agent writes nonsense and runs out of its tiny token budget at its second call)."""
     spec = f"{tiny_model_dir}@transformers"
     out = tmp_path / "run"
-    assert main(["rollout", "starter", "--agent", spec, "--emulator", spec, "--out", str(out), "--max-tokens", "8",
-                 "--token-budget", "16", "--agent-option", "batch_size=12", "--json"]) == 0
+    assert main(["rollout", "starter", "--agent", spec, "--emulator", spec, "--out", str(out), "--max-tokens", "4",
+                 "--token-budget", "4", "--agent-option", "batch_size=12", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["trajectories"] == summary["generated"] == 12
     trajectories = RunStore(out).read("trajectories")
     assert sorted(t.scenario_id for t in trajectories) == sorted(f"starter_{i}" for i in range(12))
     for t in trajectories:
         assert t.finish_reason in ("token_budget", "error", "final_answer")
-        assert 0 < t.completion_tokens <= 24 and t.prompt_tokens > 0
+        assert 0 < t.completion_tokens <= 8 and t.prompt_tokens > 0
         assert t.agent.backend == "transformers" and t.agent.prompt_format == "react"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pytest
 from tiny_model_agent import AGENT_SCRIPT, EMULATOR_SCRIPT, scripted_config
@@ -31,7 +30,14 @@ from prefkit.rollout import (
     rollout_suite,
     run_rollouts,
 )
-from prefkit.rollout.agent import FinalAnswer, ToolAction, Unparseable, first_json_object, parse_native, parse_react
+from prefkit.rollout.agent import (
+    FinalAnswer,
+    ToolAction,
+    Unparseable,
+    first_json_object,
+    parse_native,
+    parse_react,
+)
 from prefkit.rollout.calls import check_call
 from prefkit.rollout.emulator import EmulatorAnswer, emulator_messages, parse_answer
 from prefkit.rollout.emulator import template as emulator_template
@@ -473,6 +479,13 @@ def test_cli_rollout_bad_input(tmp_path, capsys, args, message):
     assert main(["rollout", *args, *spec]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run" / "trajectories.parquet").exists()
+
+
+def test_cli_rollout_needs_distinct_agent_names(tmp_path, capsys):
+    assert main(["rollout", "starter", "--agent", "m@transformers", "--agent", "m@openai", "--emulator",
+                 "m@transformers", "--out", str(tmp_path / "run")]) == 2
+    assert "used by more than one agent configuration" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_rollout_bad_model_spec(tmp_path, capsys):

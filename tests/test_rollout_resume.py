@@ -108,7 +108,7 @@ def test_a_changed_agent_config_is_made_anew(backend, spec, mini_suite_dir, tmp_
     second = Counting(backend)
     rollout_suite(mini_suite_dir, out, renamed, scenario_ids=["mini_0"], backends=(second, second))
     assert [size for _, size, _ in second.calls] == [1, 1, 1]  # a new key: agent, emulator, agent again
-    assert RunStore(out).manifest()["rollout"]["config"]["agent"]["name"] == "renamed"
+    assert RunStore(out).manifest()["rollout"]["configs"][0]["agent"]["name"] == "renamed"
     [t] = RunStore(out).read("trajectories")  # the table holds the current config's trajectories only
     assert t.agent.name == "renamed"
 
@@ -133,3 +133,46 @@ def test_force_starts_over(backend, spec, mini_suite_dir, tmp_path):
     rollout_suite(mini_suite_dir, out, config, scenario_ids=["mini_0"], backends=(again, again), force=True)
     assert [size for _, size, _ in again.calls] == [1, 1, 1]
     assert pl.read_parquet(out / "trajectories.parquet").height == 1
+
+
+def test_several_agents_in_one_run(spec, mini_suite_dir, tmp_path):
+    """Two agent configurations (here the same model under two names) share one run and one loaded
+    model; each agent's trajectories are its own, and a re-run of both does nothing."""
+    base = scripted_config("react", model=spec)
+    configs = [base.model_copy(update={"agent": base.agent.model_copy(update={"name": name})}) for name in ("a", "b")]
+    summary = rollout_suite(mini_suite_dir, tmp_path / "run", configs)
+    assert summary.generated == summary.trajectories == 4
+    frame = RunStore(tmp_path / "run").frame("trajectories")
+    assert frame.select(pl.col("agent").struct.field("name"), "scenario_id").rows() == [
+        ("a", "mini_0"), ("a", "mini_1"), ("b", "mini_0"), ("b", "mini_1")]
+    a, b = frame.head(2), frame.tail(2)
+    assert a["steps"].to_list() == b["steps"].to_list() and a["final_log"].to_list() == b["final_log"].to_list()
+    assert rollout_suite(mini_suite_dir, tmp_path / "run", configs).generated == 0
+    with pytest.raises(InputError, match="'a' used by more than one"):
+        rollout_suite(mini_suite_dir, tmp_path / "run", [configs[0], configs[0]])
+
+
+def test_generate_source_for_the_build(spec, mini_suite_dir, tmp_path, toolemu_cases_path, toolemu_toolkits_path):
+    from prefkit.rollout import GenerateSource, generate_source_key, generate_source_run
+    from prefkit.sources.toolemu import import_toolemu_cases, write_toolemu_import
+
+    section = GenerateSource.model_validate({
+        "suite": str(mini_suite_dir), "scenarios": ["mini_0"], "samples": 2,
+        "agents": [{"model": spec, "name": "tiny"}, {"model": spec, "name": "tiny-native", "prompt_format": "native"}],
+        "emulator": {"model": spec, "mode": "standard"},
+    })
+    run_dir = tmp_path / "run"
+    # An earlier source of another kind in the build's run folder is replaced...
+    write_toolemu_import(import_toolemu_cases(toolemu_cases_path, toolemu_toolkits_path), run_dir)
+    summary = generate_source_run(section, run_dir)
+    assert summary.generated == 4 and summary.finish_reasons == {"final_answer": 4}
+    store = RunStore(run_dir)
+    assert store.counts()["scenarios"] == 1 and store.manifest()["created_by"] == "prefkit rollout"
+    # ... while a rollout run there is resumed.
+    assert generate_source_run(section, run_dir).generated == 0
+    # The stage key follows what changes the output, not the backend options.
+    key = generate_source_key(section)
+    with_options = section.model_copy(update={"agents": tuple(
+        a.model_copy(update={"options": {"batch_size": 2}}) for a in section.agents)})
+    assert generate_source_key(with_options) == key
+    assert generate_source_key(section.model_copy(update={"samples": 3})) != key

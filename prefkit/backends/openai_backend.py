@@ -98,6 +98,14 @@ class OpenAIBackend:
                         request: ChatRequest) -> list[Completion]:
         want = expected_n(request)
         body = self.request_body(request)
+        if want > 1 and request.config.temperature == 0:
+            # Greedy decoding gives n identical answers; some servers (vLLM) reject n > 1 at temperature 0,
+            # so ask for one and repeat it, as the in-process backends do.
+            body.pop("n", None)
+            [one] = parse_response(await self._post(client, limit, body), request)[:1] or [None]
+            if one is None:
+                raise BackendError(f"{self.base_url}/chat/completions returned no choices for model {self.model!r}")
+            return [one] * want
         completions: list[Completion] = []
         extra = 0
         while len(completions) < want:

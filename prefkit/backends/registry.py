@@ -70,9 +70,12 @@ def _require(module: str, backend: str, extra: str) -> None:
 def _transformers(model: str, **options: Any) -> Backend:
     _require("torch", "transformers", "train")
     _require("transformers", "transformers", "train")
+    from prefkit.backends.local_models import resolve_local_model
     from prefkit.backends.transformers_backend import TransformersBackend
 
-    return TransformersBackend(model, **options)
+    backend = TransformersBackend(resolve_local_model(model), **options)
+    backend.model = model  # the alias, not the cache folder, is the model's identity in records
+    return backend
 
 
 @register_backend("openai")

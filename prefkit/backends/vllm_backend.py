@@ -24,6 +24,7 @@ from prefkit.backends.base import (
     TokenLogprob,
     TopLogprob,
     check_feature,
+    expected_n,
     message_dicts,
     parse_tool_calls,
 )
@@ -86,10 +87,14 @@ class VLLMBackend:
         params = [self._sampling_params(r.config) for r in requests]
         with self._lock:
             outputs = self._llm.generate(prompts, sampling_params=params, use_tqdm=False)
-        return [
-            [_completion(request, choice, prompt_tokens=len(output.prompt_token_ids or ())) for choice in output.outputs]
-            for request, output in zip(requests, outputs, strict=True)
-        ]
+        results = []
+        for request, output in zip(requests, outputs, strict=True):
+            choices = [_completion(request, choice, prompt_tokens=len(output.prompt_token_ids or ()))
+                       for choice in output.outputs]
+            if len(choices) == 1 < expected_n(request):  # greedy, asked for once (see _sampling_params)
+                choices *= expected_n(request)
+            results.append(choices)
+        return results
 
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
         text = self._tokenizer.apply_chat_template(
@@ -103,6 +108,10 @@ class VLLMBackend:
 
     def _sampling_params(self, config: GenerateConfig) -> Any:
         kwargs = sampling_kwargs(config, default_max_tokens=self.default_max_tokens)
+        # vLLM rejects n > 1 with greedy decoding ("n must be 1 when using greedy sampling"); the n
+        # answers would be the same, so one is generated and repeated.
+        if kwargs.get("temperature") == 0 and kwargs.get("n", 1) > 1:
+            kwargs["n"] = 1
         if "structured_outputs" in kwargs:
             from vllm.sampling_params import StructuredOutputsParams
 

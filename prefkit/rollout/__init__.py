@@ -17,19 +17,30 @@ from prefkit.rollout.config import (
     AgentConfig,
     EmulatorConfig,
     EmulatorMode,
+    GenerateSource,
     RolloutConfig,
     RolloutLimits,
     make_rollout_config,
+    make_rollout_configs,
 )
 from prefkit.rollout.loop import Progress, RolloutItem, RolloutLoop, run_rollouts
 from prefkit.rollout.resume import TrajectoryShards, rollout_key, templates_version
-from prefkit.rollout.run import RolloutSummary, make_backends, open_rollout_run, rollout_suite
+from prefkit.rollout.run import (
+    BackendPool,
+    RolloutSummary,
+    generate_source_key,
+    generate_source_run,
+    open_rollout_run,
+    rollout_suite,
+)
 from prefkit.rollout.suite import Suite, bundled_suites, load_scenario_suite
 
 __all__ = [
     "AgentConfig",
+    "BackendPool",
     "EmulatorConfig",
     "EmulatorMode",
+    "GenerateSource",
     "Progress",
     "RolloutConfig",
     "RolloutItem",
@@ -39,9 +50,11 @@ __all__ = [
     "Suite",
     "TrajectoryShards",
     "bundled_suites",
+    "generate_source_key",
+    "generate_source_run",
     "load_scenario_suite",
-    "make_backends",
     "make_rollout_config",
+    "make_rollout_configs",
     "open_rollout_run",
     "rollout_key",
     "rollout_suite",

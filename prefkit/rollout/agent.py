@@ -23,8 +23,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prefkit.records import AgentIdentity, Message, PromptFormat, Scenario, Step, Toolkit, ToolCall, Trajectory
-from prefkit.render import native_messages, native_prompt, react_messages, react_prompt, strip_think, tool_schemas
+from prefkit.records import (
+    AgentIdentity,
+    Message,
+    PromptFormat,
+    Scenario,
+    Step,
+    ToolCall,
+    Toolkit,
+    Trajectory,
+)
+from prefkit.render import (
+    native_messages,
+    native_prompt,
+    react_messages,
+    react_prompt,
+    strip_think,
+    tool_schemas,
+)
 from prefkit.render.prompts import template
 
 REACT_STOP = ("\nObservation:",)
@@ -94,10 +110,7 @@ def first_json_object(text: str) -> str | None:
 
 def final_answer_text(text: str) -> str:
     """The answer after the last ``Final Answer`` phrase, without the ``:`` and spaces that follow it."""
-    last = None
-    for last in _FINAL.finditer(text):
-        pass
-    assert last is not None
+    *_, last = _FINAL.finditer(text)  # callers check that there is one
     return re.sub(r"^\s*:?\s*", "", text[last.end():]).rstrip()
 
 

@@ -134,6 +134,14 @@ def parse_options(options: Sequence[str], *, field: str) -> dict[str, Any]:
     return parsed
 
 
+def make_rollout_configs(*, agents: Sequence[str], **options: Any) -> list[RolloutConfig]:
+    """One ``make_rollout_config(agent=spec, **options)`` per agent spec (``prefkit rollout`` with
+    several ``--agent``)."""
+    if not agents:
+        raise InputError("give at least one agent (--agent MODEL@backend)", field="agent")
+    return [make_rollout_config(agent=spec, **options) for spec in agents]
+
+
 def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_format: str = "react",
                         mode: str = "adversarial", agent_name: str | None = None, temperature: float | None = 0.0,
                         seed: int | None = None, max_tokens: int = 2048, max_steps: int | None = None,
@@ -157,3 +165,32 @@ def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_f
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(error["msg"], field=".".join(str(p) for p in error["loc"]) or None) from None
+
+
+class GenerateSource(_Config):
+    """A build recipe's ``source`` section that generates the trajectories (``kind: generate``):
+    every agent is rolled out on the suite with the one emulator, into the build's run folder.
+
+    Example (YAML)::
+
+        source:
+          kind: generate
+          suite: starter
+          agents: [{model: Qwen/Qwen2.5-7B-Instruct@vllm}, {model: gpt-5-mini@openai, prompt_format: native}]
+          emulator: {model: Qwen/Qwen3-8B@vllm}
+          samples: 2
+    """
+
+    kind: Literal["generate"] = "generate"
+    suite: str
+    """A bundled suite name or a suite folder (see ``prefkit.rollout.suite``)."""
+    scenarios: tuple[str, ...] | None = None
+    """Only these scenario ids (default: all)."""
+    agents: tuple[AgentConfig, ...] = Field(min_length=1)
+    emulator: EmulatorConfig
+    samples: int = Field(default=1, gt=0)
+    limits: RolloutLimits = RolloutLimits()
+
+    def rollout_configs(self) -> list[RolloutConfig]:
+        return [RolloutConfig(agent=a, emulator=self.emulator, samples=self.samples, limits=self.limits)
+                for a in self.agents]

@@ -9,8 +9,9 @@ killed run resumes where it stopped, and a finished one does no model call at al
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from prefkit.errors import InputError
 from prefkit.records import Trajectory
 from prefkit.store import MANIFEST, RunStore
 
-from .config import RolloutConfig
+from .config import GenerateSource, RolloutConfig
 from .loop import Progress, RolloutItem, run_rollouts
-from .resume import SHARD_DIR, TrajectoryShards, rollout_key
+from .resume import SHARD_DIR, TrajectoryShards, rollout_key, templates_version
 from .suite import Suite, load_scenario_suite
 
 CREATED_BY = "prefkit rollout"
@@ -41,8 +42,9 @@ class RolloutSummary:
                 "reused": self.trajectories - self.generated, "finish_reasons": self.finish_reasons}
 
 
-def open_rollout_run(out: str | Path, suite: Suite, config: RolloutConfig, *, force: bool = False) -> RunStore:
-    """The run folder ``out``, created if needed, with the suite's tables and the config in its manifest.
+def open_rollout_run(out: str | Path, suite: Suite, configs: Sequence[RolloutConfig], *, force: bool = False
+                     ) -> RunStore:
+    """The run folder ``out``, created if needed, with the suite's tables and the configs in its manifest.
 
     Raises:
         InputError: ``out`` is a file, or a non-empty folder that is not a rollout run (and not ``force``).
@@ -63,71 +65,134 @@ def open_rollout_run(out: str | Path, suite: Suite, config: RolloutConfig, *, fo
         store.init_manifest(created_by=CREATED_BY, inputs={"suite": suite.sha256})
     store.write("scenarios", suite.scenarios)
     store.write("toolkits", suite.toolkits)
-    store.update_manifest(inputs={"suite": suite.sha256}, rollout={"config": config.model_dump(mode="json"),
-                                                                    "suite": suite.name, "complete": False})
+    store.update_manifest(inputs={"suite": suite.sha256}, rollout=_manifest_entry(suite, configs, complete=False))
     return store
 
 
-def make_backends(config: RolloutConfig) -> tuple[Backend, Backend]:
-    """The agent's and the emulator's backends (with their ``options``); one shared backend when both
-    have the same spec and options, so a model that plays both is loaded once."""
-    agent = create_backend(config.agent.model, **config.agent.options)
-    if (config.emulator.model, config.emulator.options) == (config.agent.model, config.agent.options):
-        return agent, agent
-    return agent, create_backend(config.emulator.model, **config.emulator.options)
+def _manifest_entry(suite: Suite, configs: Sequence[RolloutConfig], *, complete: bool) -> dict[str, Any]:
+    return {"configs": [c.model_dump(mode="json") for c in configs], "suite": suite.name, "complete": complete}
 
 
-def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutConfig, *,
+class BackendPool:
+    """Backends made from specs on first use, one per (spec, options), all closed together; so a model
+    that plays the agent and the emulator, or the emulator of several agents, is loaded once."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Backend] = {}
+
+    def get(self, spec: str, options: dict[str, Any]) -> Backend:
+        key = json.dumps([spec, options], sort_keys=True, default=str)
+        if key not in self._made:
+            self._made[key] = create_backend(spec, **options)
+        return self._made[key]
+
+    def pair(self, config: RolloutConfig) -> tuple[Backend, Backend]:
+        """The agent's and the emulator's backends of ``config``."""
+        return (self.get(config.agent.model, config.agent.options),
+                self.get(config.emulator.model, config.emulator.options))
+
+    def close(self) -> None:
+        for backend in self._made.values():
+            backend.close()
+        self._made.clear()
+
+
+def _check_configs(configs: Sequence[RolloutConfig], *, check_specs: bool) -> None:
+    names = [c.agent.identity().name for c in configs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"agent name(s) {', '.join(map(repr, repeated))} used by more than one agent configuration; "
+                         "give each configuration its own name", field="agent.name")
+    if check_specs:  # a bad spec fails before the run folder is touched
+        for config in configs:
+            parse_model_spec(config.agent.model)
+            parse_model_spec(config.emulator.model)
+
+
+def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutConfig | Sequence[RolloutConfig], *,
                   scenario_ids: list[str] | None = None, backends: tuple[Backend, Backend] | None = None,
                   force: bool = False, progress: Progress | None = None,
                   on_finish: Callable[[list[tuple[str, Trajectory]]], None] | None = None) -> RolloutSummary:
-    """Roll out ``config.samples`` trajectories per scenario of ``suite`` into the run folder ``out``.
+    """Roll out ``samples`` trajectories per scenario of ``suite``, for each agent configuration, into
+    the run folder ``out`` (one agent after the other; each agent's trajectories step-synchronously).
 
     Args:
         suite: a ``Suite`` or anything ``load_scenario_suite`` accepts.
         out: the run folder; an existing rollout run there is resumed.
-        config: agent, emulator, samples and limits.
+        config: one configuration, or several (e.g. several agents, to pair their trajectories later);
+            their agent names must differ.
         scenario_ids: only these scenarios (default: all).
-        backends: ``(agent, emulator)`` to use instead of making them from the config's specs (they are
-            then not closed here).
+        backends: ``(agent, emulator)`` to use for every configuration instead of making them from the
+            specs (they are then not closed here).
         force: replace a non-empty ``out`` that is not a rollout run, or start a rollout run over.
 
+    Returns:
+        A summary; the run's ``trajectories`` table holds exactly the trajectories of ``config``, in
+        configuration, scenario and sample order.
+
     Raises:
-        InputError: a bad suite, an unknown scenario id, an unusable ``out`` or a bad model spec.
+        InputError: a bad suite, an unknown scenario id, an unusable ``out``, a bad model spec or two
+            configurations with the same agent name.
     """
+    configs = [config] if isinstance(config, RolloutConfig) else list(config)
     chosen = (suite if isinstance(suite, Suite) else load_scenario_suite(suite)).select(scenario_ids)
-    if backends is None:  # a bad spec fails before the run folder is touched
-        parse_model_spec(config.agent.model)
-        parse_model_spec(config.emulator.model)
-    store = open_rollout_run(out, chosen, config, force=force)
+    _check_configs(configs, check_specs=backends is None)
+    store = open_rollout_run(out, chosen, configs, force=force)
     shards = TrajectoryShards(store.path / SHARD_DIR)
-    items = [RolloutItem(rollout_key(s, chosen.toolkits, config, i), s, i)
-             for s in chosen.scenarios for i in range(config.samples)]
     stored = shards.load()
-    missing = [item for item in items if item.key not in stored]
-    if missing:
-        made = backends or make_backends(config)
+    plan = [(c, [RolloutItem(rollout_key(s, chosen.toolkits, c, i), s, i)
+                 for s in chosen.scenarios for i in range(c.samples)]) for c in configs]
 
-        def write(finished: list[tuple[str, Trajectory]]) -> None:
-            shards.append(finished)
-            if on_finish is not None:
-                on_finish(finished)
+    def write(finished: list[tuple[str, Trajectory]]) -> None:
+        shards.append(finished)
+        if on_finish is not None:
+            on_finish(finished)
 
-        try:
-            for item, trajectory in zip(missing, run_rollouts(missing, chosen.toolkits, config, agent=made[0],
-                                                                emulator=made[1], on_finish=write,
-                                                                progress=progress), strict=True):
-                stored[item.key] = trajectory
-        finally:
-            if backends is None:
-                for backend in {id(b): b for b in made}.values():
-                    backend.close()
-    trajectories = [stored[item.key] for item in items]
+    pool = BackendPool()
+    generated = 0
+    try:
+        for cfg, items in plan:
+            missing = [item for item in items if item.key not in stored]
+            if not missing:
+                continue
+            agent, emulator = backends or pool.pair(cfg)
+            made = run_rollouts(missing, chosen.toolkits, cfg, agent=agent, emulator=emulator, on_finish=write,
+                                progress=progress)
+            stored.update((item.key, t) for item, t in zip(missing, made, strict=True))
+            generated += len(missing)
+    finally:
+        pool.close()
+    trajectories = [stored[item.key] for _, items in plan for item in items]
     store.write("trajectories", trajectories)
-    store.update_manifest(rollout={"config": config.model_dump(mode="json"), "suite": chosen.name, "complete": True})
-    reasons = (store.scan("trajectories").group_by("finish_reason").len().sort("finish_reason").collect())
-    return RolloutSummary(out=store.path, trajectories=len(trajectories), generated=len(missing),
+    store.update_manifest(rollout=_manifest_entry(chosen, configs, complete=True))
+    reasons = store.scan("trajectories").group_by("finish_reason").len().sort("finish_reason").collect()
+    return RolloutSummary(out=store.path, trajectories=len(trajectories), generated=generated,
                           finish_reasons=dict(zip(reasons["finish_reason"], reasons["len"], strict=True)))
 
 
-__all__ = ["RolloutSummary", "make_backends", "open_rollout_run", "rollout_suite"]
+def generate_source_key(section: GenerateSource) -> dict[str, Any]:
+    """What the build's ``source`` stage is keyed by for generated trajectories: the suite's content and
+    the section without backend options (they do not change what is generated)."""
+    suite = load_scenario_suite(section.suite)
+    return {"suite": suite.sha256, "templates": templates_version(),
+            "section": section.model_dump(mode="json", exclude={"suite": True, "emulator": {"options"},
+                                                                "agents": {"__all__": {"options"}}})}
+
+
+def generate_source_run(section: GenerateSource, run_dir: str | Path, *, progress: Progress | None = None
+                        ) -> RolloutSummary:
+    """The build's ``source`` stage for generated trajectories: ``rollout_suite`` into ``run_dir``.
+
+    A rollout run already there is resumed (a killed stage redoes only unfinished trajectories); any
+    other content (e.g. an earlier import) is replaced.
+    """
+    target = Path(run_dir)
+    manifest = target / MANIFEST
+    is_rollout = manifest.is_file() and RunStore(target).manifest().get("created_by") == CREATED_BY
+    return rollout_suite(section.suite, target, section.rollout_configs(),
+                         scenario_ids=list(section.scenarios) if section.scenarios else None,
+                         force=target.exists() and not is_rollout, progress=progress)
+
+
+__all__ = ["BackendPool", "RolloutSummary", "generate_source_key", "generate_source_run", "open_rollout_run",
+           "rollout_suite"]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from prefkit.errors import InputError
 from prefkit.records import Scenario, Toolkit
-from prefkit.sources.toolemu_suite import load_suite
 from prefkit.resources import data_dir
+from prefkit.sources.toolemu_suite import load_suite
 from prefkit.store import RunStore, file_sha256, tree_sha256
 
 _FILE_NAMES = (("cases.json", "toolkits.json"), ("all_cases.json", "all_toolkits.json"))
