@@ -114,7 +114,10 @@ def vllm_child(model_dir: Path, trajectories: int) -> None:
         # that a tiny model gains nothing from (the same engine settings as tests/test_vllm_cpu.py).
         backend = create_backend(spec, dtype="float32", max_model_len=4096, enforce_eager=True)
         print(f"vllm engine started in {time.perf_counter() - start:.1f} s", flush=True)
-        compare("vllm-cpu", spec, backend, suite, trajectories // len(suite.scenarios))
+        try:
+            compare("vllm-cpu", spec, backend, suite, trajectories // len(suite.scenarios))
+        finally:
+            backend.close()
 
 
 def main() -> None:

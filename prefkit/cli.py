@@ -362,8 +362,9 @@ def train(
         return
     for s in result.stages:
         _console().print(f"{s.name}: {s.kept} pairs ({s.dropped_too_long} too long), {s.steps} steps, "
-                         f"loss {s.train_loss}", highlight=False)
-    _console().print(f"[bold green]trained[/] {result.name} -> {result.model or result.out}", highlight=False)
+                         f"loss {s.train_loss}", highlight=False, soft_wrap=True)
+    _console().print(f"[bold green]trained[/] {result.name} -> {result.model or result.out}", highlight=False,
+                     soft_wrap=True)
 
 
 @app.command("eval")
@@ -397,7 +398,7 @@ def eval_model(
     else:
         _console().print(f"{summary.name}: {summary.trajectories} trajectories on {summary.scenarios} test scenarios, "
                          f"judgments {summary.judgments}; safety {summary.safety}, helpfulness {summary.helpfulness}",
-                         highlight=False)
+                         highlight=False, soft_wrap=True)
 
 
 @app.command("frontier")
@@ -411,10 +412,10 @@ def frontier(
     json_: JsonOpt = False,
 ) -> None:
     """Trained configurations' safety/helpfulness changes vs their source, the fitted line, R², persistence."""
-    from prefkit.frontier import frontier as compute, plot_frontier, report_json
+    from prefkit.frontier import frontier as compute
+    from prefkit.frontier import parse_sources, plot_frontier, report_json
 
-    sources = dict(s.split("=", 1) for s in source or () if "=" in s)
-    report = compute(results, sources=sources, n_bootstrap=bootstrap)
+    report = compute(results, sources=parse_sources(source or ()), n_bootstrap=bootstrap)
     if plot is not None:
         plot_frontier(report, plot)
     if json_:
@@ -435,10 +436,11 @@ def _print_frontier(report: Any, plot: Path | None) -> None:
                       fmt(p.d_helpfulness))
     _console().print(table)
     _console().print(f"R² {fmt(report.r2)}  slope {fmt(report.slope)}  intercept {fmt(report.intercept)}"
-                     + (f"  plot {plot}" if plot else ""), highlight=False)
+                     + (f"  plot {plot}" if plot else ""), highlight=False, soft_wrap=True)
     for beta, est in report.persistence.items():
         _console().print(f"persistence beta {beta}: " + "; ".join(
-            f"{metric} {fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]" for metric, e in est.items()), highlight=False)
+            f"{metric} {fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]" for metric, e in est.items()),
+            highlight=False, soft_wrap=True)
 
 
 # build --------------------------------------------------------------------------------------------

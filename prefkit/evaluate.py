@@ -21,9 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefkit.errors import InputError
 
-TRAIN_RESULT = "train.json"
-"""Marks a ``prefkit train`` output folder (``prefkit.train.run.RESULT_FILE``)."""
-
 
 class EvalConfig(BaseModel):
     """What ``prefkit eval`` evaluates and how (rollout and judge settings default to the study's)."""
@@ -77,13 +74,15 @@ def resolve_model(model: str, name: str | None) -> tuple[str, str]:
     Raises:
         InputError: a train output folder without its merged model.
     """
+    from prefkit.train.run import MODEL_DIR, RESULT_FILE
+
     folder = Path(model)
-    if (folder / TRAIN_RESULT).is_file():
-        result = json.loads((folder / TRAIN_RESULT).read_text(encoding="utf-8"))
-        if not result.get("model"):
-            raise InputError("this training run saved no merged model (save_merged: false); merge it first",
+    if (folder / RESULT_FILE).is_file():
+        result = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
+        if not (folder / MODEL_DIR).is_dir():  # looked up in the folder given, so a moved run still works
+            raise InputError(f"this training run has no merged {MODEL_DIR}/ (save_merged: false); merge it first",
                              path=folder)
-        return f"{Path(result['model']).resolve()}@transformers", name or result["name"]
+        return f"{(folder / MODEL_DIR).resolve()}@transformers", name or result["name"]
     if "@" not in model:
         raise InputError(f"model {model!r}: give MODEL@backend or a `prefkit train` output folder", field="model")
     return model, name or model.rpartition("@")[0].rstrip("/").rsplit("/", 1)[-1]

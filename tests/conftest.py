@@ -206,7 +206,7 @@ def agent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Training (prefkit.train) -------------------------------------------------------------------------
 
-TINY_DPO_KEPT = 12
+TINY_DPO_KEPT = 8
 """Rows of each config that the tiny DPO dataset keeps; two longer rows per config are dropped for length."""
 
 
@@ -230,7 +230,7 @@ def tiny_dpo_dataset(tmp_path_factory: pytest.TempPathFactory, q32_pairs, tiny_m
     candidates, counts = {}, {}
     for config in ("safety", "helpfulness"):
         rows = load_pair_rows(q32_pairs(strategy=config) / "train.parquet")
-        shortest = sorted(range(len(rows)), key=lambda i: chars(rows[i]))[: TINY_DPO_KEPT * 2]
+        shortest = sorted(range(len(rows)), key=lambda i: chars(rows[i]))[: TINY_DPO_KEPT * 3]
         candidates[config] = rows.select(sorted(shortest))
         counts[config] = validate_pair_rows(candidates[config], tokenizer=tiny_model_dir, max_length=1 << 20).row_tokens
     # One max_length for both configs: each keeps its KEPT shortest rows and drops the next two.
@@ -255,18 +255,19 @@ def tiny_train_overrides(tiny_model_dir: Path, tiny_dpo_dataset) -> list[str]:
     """``--set`` overrides that run a bundled study recipe on the tiny model and ``tiny_dpo_dataset`` on CPU.
 
     The learning rate is raised (the study's 5e-5 barely moves a random 100k-parameter model in a few
-    steps) and the accumulation lowered to 4, so 3 steps are one epoch over the 12 kept pairs.
+    steps), warmup is off (in a run of 2 steps, a warmup step has learning rate 0) and the accumulation
+    is lowered to 4, so 2 steps are one epoch over the 8 kept pairs.
     """
     folder, max_length = tiny_dpo_dataset
     return [f"source_model={tiny_model_dir}", "source_nick=tiny", f"dataset={folder}", f"max_length={max_length}",
-            "learning_rate=2e-3", "gradient_accumulation_steps=4", "logging_steps=1"]
+            "learning_rate=2e-3", "warmup_ratio=0", "gradient_accumulation_steps=4", "logging_steps=1"]
 
 
 @pytest.fixture(scope="session")
 def tiny_safety_model(tmp_path_factory: pytest.TempPathFactory, tiny_train_overrides: list[str]):
-    """``recipes/train/safe.yaml`` trained on the tiny model and ``tiny_dpo_dataset`` for one epoch (3 steps):
+    """``recipes/train/safe.yaml`` trained on the tiny model and ``tiny_dpo_dataset`` for one epoch (2 steps):
     the ``TrainResult`` (its folder holds ``stages/1-safe/adapter``, ``model/`` and ``train.json``)."""
     from prefkit.train import load_train_recipe, train
 
     recipe = load_train_recipe(REPO / "recipes" / "train" / "safe.yaml", tiny_train_overrides)
-    return train(recipe, out=tmp_path_factory.mktemp("tiny-train"), max_steps=3)
+    return train(recipe, out=tmp_path_factory.mktemp("tiny-train"), max_steps=2)

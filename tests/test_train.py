@@ -22,7 +22,7 @@ from prefkit.train import load_train_recipe, parse_model_name, run_name, source_
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes" / "train"
-KEPT = 12  # conftest.TINY_DPO_KEPT
+KEPT = 8  # conftest.TINY_DPO_KEPT
 
 
 # Recipes and names --------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def test_safety_training_raises_the_dpo_margin_on_its_pairs(tiny_safety_model, t
     out = Path(result.out)
     assert result.name == "dpo_tiny_safe_q32_s0" and out.name == result.name
     stage = result.stages[0]
-    # Rows over max_length were dropped (not truncated); the rest were trained on, one epoch in 3 steps.
-    assert (stage.rows, stage.kept, stage.dropped_too_long, stage.steps) == (KEPT + 2, KEPT, 2, 3)
+    # Rows over max_length were dropped (not truncated); the rest were trained on, one epoch in 2 steps.
+    assert (stage.rows, stage.kept, stage.dropped_too_long, stage.steps) == (KEPT + 2, KEPT, 2, 2)
     assert stage.max_tokens <= tiny_dpo_dataset[1]
     losses = [h["loss"] for h in stage.log_history if "loss" in h]
     assert losses[0] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at the start
@@ -230,8 +230,9 @@ def test_merged_model_is_base_plus_adapter(tiny_safety_model, tiny_model_dir):
 
 @pytest.mark.slow
 def test_helpfulness_and_sequential_runs_through_the_cli(tiny_train_overrides, tiny_model_dir, tmp_path, capsys):
-    # One step per stage, so no warmup: a first warmup step has learning rate 0 and would change nothing.
-    sets = [arg for o in [*tiny_train_overrides, "warmup_ratio=0"] for arg in ("--set", o)]
+    # A step of 2 pairs per stage, references computed on the fly (the safety run checks the default).
+    more = ["gradient_accumulation_steps=2", "precompute_ref_log_probs=false"]
+    sets = [arg for o in [*tiny_train_overrides, *more] for arg in ("--set", o)]
     out = tmp_path / "out"
     assert main(["train", str(RECIPES / "help.yaml"), *sets, "--out", str(out), "--max-steps", "1", "--json"]) == 0
     helped = json.loads(capsys.readouterr().out)
@@ -261,3 +262,11 @@ def test_unknown_dataset_is_an_input_error(tiny_model_dir, tmp_path, capsys):
             f"dataset={tmp_path}", "--out", str(tmp_path / "out")]
     assert main(args) == 2
     assert "data/safety/train-00000-of-00001.parquet" in capsys.readouterr().err
+
+
+def test_a_hub_dataset_that_does_not_load_is_an_input_error():
+    from prefkit.train.data import load_split
+
+    # Tests run offline (conftest), so the Hub is unreachable: the error names the dataset, not a traceback.
+    with pytest.raises(InputError, match="Hub dataset 'nobody/no-such-dataset'"):
+        load_split("nobody/no-such-dataset", "safety", "train")

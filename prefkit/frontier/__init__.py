@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from prefkit.errors import InputError
 from prefkit.frontier.compute import FrontierPoint, FrontierReport, SourcePoint, compute_frontier
 from prefkit.frontier.persistence import PersistenceEstimate, persistence
 from prefkit.frontier.plot import plot_frontier
@@ -31,6 +32,19 @@ def frontier(paths: Sequence[str | Path], *, sources: Mapping[str, str] | None =
     return compute_frontier(read_case_scores(paths, suite_size=suite_size), sources=sources, n_bootstrap=n_bootstrap)
 
 
+def parse_sources(items: Sequence[str]) -> dict[str, str]:
+    """``["Qwen_Qwen2.5-7B-Instruct=Qwen2.5-7B", ...]`` (``--source NAME=NICK``) as a dict.
+
+    Raises:
+        InputError: an item without ``=``.
+    """
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (_, sep, nick) in zip(items, pairs, strict=True) if not sep or not nick]
+    if bad:
+        raise InputError(f"--source expects NAME=NICK, got {bad[0]!r}", field="source")
+    return {name: nick for name, _, nick in pairs}
+
+
 def report_json(report: FrontierReport) -> dict:
     """The ``--json`` object: ``r2``, ``slope``, ``intercept``, ``points`` (``source``, ``config``, ``safety``,
     ``helpfulness``, ``d_safety``, ``d_helpfulness``, ...), ``persistence`` (per beta: ``safety``,
@@ -45,6 +59,7 @@ __all__ = [
     "SourcePoint",
     "compute_frontier",
     "frontier",
+    "parse_sources",
     "persistence",
     "plot_frontier",
     "read_case_scores",

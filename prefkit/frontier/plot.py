@@ -11,6 +11,16 @@ from prefkit.store import atomic_path
 _MARKERS = "osD^vP*X"
 
 
+def _title(report: FrontierReport, n_points: int) -> str:
+    # Judges given as local model folders would fill the line: their last path part names them well enough.
+    judges = [j.rstrip("/").rsplit("/", 1)[-1] for j in report.judges]
+    judged = f"judge {', '.join(judges)}" if len(judges) <= 3 else f"{len(judges)} judges"
+    seeds = ", ".join(str(s) for s in report.seeds)
+    configs = "configuration" if n_points == 1 else "configurations"
+    seed_word = "split seed" if len(report.seeds) == 1 else "split seeds"
+    return f"Safety/helpfulness frontier ({n_points} {configs}; {judged}; {seed_word} {seeds})"
+
+
 def plot_frontier(report: FrontierReport, out: str | Path, *, title: str | None = None) -> Path:
     """Write the plot of ``report`` as a PNG to ``out``; returns the path."""
     import matplotlib
@@ -41,13 +51,11 @@ def plot_frontier(report: FrontierReport, out: str | Path, *, title: str | None 
                 label=f"least squares: R² = {report.r2:.2f}, slope {report.slope:.2f}")
     ax.set_xlabel("change in helpfulness vs source model (0-3 scale)")
     ax.set_ylabel("change in safety vs source model (0-3 scale)")
-    judges = ", ".join(report.judges)
-    seeds = ", ".join(str(s) for s in report.seeds)
-    ax.set_title(title or f"Safety/helpfulness frontier ({len(points)} configurations; judge {judges}; "
-                          f"split seed {seeds})", fontsize=10)
+    ax.set_title(title or _title(report, len(points)), fontsize=10)
     if points:
         ax.legend(fontsize=8.5, loc="best")
     ax.grid(alpha=0.25)
+    ax.margins(0.12)  # room for the labels of the outermost points
     fig.tight_layout()
     target = Path(out)
     with atomic_path(target) as tmp:

@@ -46,7 +46,9 @@ class AgentConfig(_Config):
     temperature: float | None = 0.0
     top_p: float | None = None
     seed: int | None = None
-    """Base seed; sample ``i`` of a scenario uses ``seed + i`` so samples differ and resume reproduces them."""
+    """Sampling seed (with ``temperature`` > 0). The loop derives one seed per round from it, shared by
+    the round's whole batch: an uninterrupted run is reproducible; a resumed run draws the samples it
+    still has to make anew (greedy decoding, the default, is reproducible either way)."""
     max_tokens: int = Field(default=2048, gt=0)
     """Most tokens one agent call may produce (the study: the HF pipeline's 2,048)."""
     stop_at_observation: bool = True

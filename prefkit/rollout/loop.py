@@ -113,7 +113,7 @@ class RolloutLoop:
         live = list(states)
         round_index = 0
         while live:
-            finished = self._agent_wave(live)
+            finished = self._agent_wave(live, round_index)
             self._emulator_waves([s for s in live if s.pending is not None], finished)
             self._report(finished)
             live = [s for s in live if s.done is None]
@@ -130,27 +130,27 @@ class RolloutLoop:
 
     # agent --------------------------------------------------------------------------------------
 
-    def _agent_config(self, state: _Live) -> GenerateConfig:
+    def _agent_config(self, round_index: int) -> GenerateConfig:
+        """The agent's generation settings for one round, the same for every request of its wave."""
         agent = self.config.agent
         seed = None
         if agent.seed is not None and agent.temperature:
-            # One seed per (scenario, sample, step): the same sample comes out whatever batch it is in,
-            # so a resumed rollout reproduces an uninterrupted one.
-            seed = int(content_hash({"seed": agent.seed, "scenario": state.item.scenario.id,
-                                     "sample": state.item.sample_index, "step": len(state.steps),
-                                     "reprompt": state.reprompts}, length=8), 16) % (2**31)
+            # One seed per round, shared by the whole wave: requests with one config are decoded as one
+            # batch (per-request seeds would split it), and the rows of a batch draw different samples.
+            # A run is reproducible as a whole; a resumed run draws its remaining samples anew.
+            seed = int(content_hash({"seed": agent.seed, "round": round_index}, length=8), 16) % (2**31)
         stop = agent_turns.REACT_STOP if agent.prompt_format == "react" and agent.stop_at_observation else None
         return GenerateConfig(temperature=agent.temperature, top_p=agent.top_p, max_tokens=agent.max_tokens,
                               seed=seed, stop=stop)
 
-    def _agent_request(self, state: _Live) -> ChatRequest:
+    def _agent_request(self, state: _Live, config: GenerateConfig) -> ChatRequest:
         history = agent_turns.history_messages(self.config.agent.prompt_format, state.item.scenario.id,
                                                self.identity, state.steps)
-        return ChatRequest(messages=(*state.prompt, *history, *state.retry), tools=state.schemas,
-                           config=self._agent_config(state))
+        return ChatRequest(messages=(*state.prompt, *history, *state.retry), tools=state.schemas, config=config)
 
-    def _agent_wave(self, live: list[_Live]) -> list[_Live]:
-        answers = generate_sync(self.agent, [self._agent_request(s) for s in live])
+    def _agent_wave(self, live: list[_Live], round_index: int) -> list[_Live]:
+        config = self._agent_config(round_index)
+        answers = generate_sync(self.agent, [self._agent_request(s, config) for s in live])
         finished = []
         for state, completions in zip(live, answers, strict=True):
             self._on_agent_output(state, completions[0])

@@ -1,4 +1,5 @@
-"""``prefkit rollout``: a suite in, a run folder of trajectories out, resumable.
+"""``prefkit rollout``: a suite and one or more agent configurations in, a run folder of trajectories
+out, resumable. Also the build's ``generate`` source stage (``generate_source_key``/``generate_source_run``).
 
 The run folder holds what any run holds (``manifest.json``, ``scenarios``, ``toolkits`` and, once
 every trajectory is made, ``trajectories``), readable by ``prefkit inspect`` and the pairer, plus the

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +81,14 @@ class TrainResult(BaseModel):
     versions: dict[str, str]
 
 
+@dataclass(frozen=True)
 class _Prepared:
-    def __init__(self, stage: TrainStage, dataset: str, rows: Dataset, report: Any) -> None:
-        self.stage, self.dataset, self.rows, self.report = stage, dataset, rows, report
+    """A stage's rows, ready for TRL, and the validation report they came from."""
+
+    stage: TrainStage
+    dataset: str
+    rows: Dataset
+    report: Any
 
 
 def prepare_stage_rows(recipe: TrainRecipe, stage: TrainStage, tokenizer: Any) -> _Prepared:
@@ -109,7 +115,7 @@ def _versions() -> dict[str, str]:
 
 
 def _target(recipe: TrainRecipe, out: str | Path | None, force: bool) -> Path:
-    target = Path(out if out is not None else recipe.output_dir) / recipe.name()
+    target = (Path(out if out is not None else recipe.output_dir) / recipe.name()).resolve()
     if target.exists() and not target.is_dir():
         raise InputError("the output path exists and is not a folder", path=target)
     if (target / RESULT_FILE).is_file() and not force:
