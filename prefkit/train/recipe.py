@@ -19,12 +19,10 @@ and the file's line. Example (``recipes/train/safe-help.yaml``)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prefkit.errors import InputError
 from prefkit.train.names import KIND_OF_CONFIG, StageKind, run_name, source_nick
 
 
@@ -133,21 +131,6 @@ class TrainRecipe(_Section):
         return run_name(self.nick(), [(s.stage_kind(), self.data_tag, self.beta, self.split_seed) for s in stages])
 
 
-def _validation_error(exc: ValidationError, file: Path, root: yaml.Node | None, overridden: set[str]) -> InputError:
-    from prefkit.recipe import _node_line  # the build recipe's YAML line finder: one implementation
-
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    field = ".".join(str(p) for p in loc) or None
-    msg = {"missing": "field required", "extra_forbidden": "unknown key (not a training recipe field)"}.get(
-        err["type"], err["msg"])
-    if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict | list):
-        msg = f"{msg} (got {err['input']!r})"
-    if any(field and (field == o or field.startswith(o + ".")) for o in overridden):
-        return InputError(f"{msg} (set by --set)", path=file, field=field)
-    return InputError(msg, path=file, line=_node_line(root, loc), field=field)
-
-
 def load_train_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
     """Read, override (``key.path=value``, e.g. ``source_model=/models/x`` or ``stages.0.epochs=2``) and
     validate a training recipe.
@@ -155,28 +138,6 @@ def load_train_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] =
     Raises:
         InputError: missing file, invalid YAML, or a field that fails validation (naming the field and line).
     """
-    from prefkit.recipe import apply_override, parse_override
+    from prefkit.recipe import load_yaml_model
 
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("training recipe not found", path=file)
-    text = file.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data: Any = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise InputError(f"not valid YAML: {exc.problem}", path=file, line=line) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InputError("a training recipe must be a YAML mapping", path=file, line=1)
-    overridden: set[str] = set()
-    for text_override in overrides:
-        parts, value = parse_override(text_override)
-        apply_override(data, parts, value)
-        overridden.add(".".join(parts))
-    try:
-        return TrainRecipe.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, file, root, overridden) from exc
+    return load_yaml_model(path, TrainRecipe, overrides, what="training recipe")
