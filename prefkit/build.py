@@ -139,10 +139,6 @@ class _FaultAfterFirstFinished:
             fault_point("source")
 
 
-def _input_files(root: Path) -> list[Path]:
-    return sorted((p for p in root.rglob("*.jsonl") if p.is_file()), key=lambda p: p.relative_to(root).parts)
-
-
 # --------------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------------
@@ -154,6 +150,8 @@ def _source_key(ctx: BuildContext) -> Any:
         from prefkit.rollout import generate_source_key
 
         return generate_source_key(src)
+    from prefkit.sources.toolemu import runs_sha256
+
     runs, cases, toolkits = Path(src.path), Path(src.cases), Path(src.toolkits)
     for label, path, want_dir in (("source.path", runs, True), ("source.cases", cases, False),
                                   ("source.toolkits", toolkits, False)):
@@ -161,7 +159,7 @@ def _source_key(ctx: BuildContext) -> Any:
             raise InputError(f"{'folder' if want_dir else 'file'} not found: {path}", field=label)
     return {
         "section": src.model_dump(mode="json", exclude={"path", "cases", "toolkits"}),
-        "runs": tree_sha256(runs, _input_files(runs)),
+        "runs": runs_sha256(runs),
         "cases": file_sha256(cases),
         "toolkits": file_sha256(toolkits),
     }
@@ -282,7 +280,7 @@ def _audit_key(ctx: BuildContext) -> Any:
 
 
 def _audit_run(ctx: BuildContext) -> dict[str, Any]:
-    from prefkit.audit import audit_pairs, check_thresholds, write_audit
+    from prefkit.audit import run_audit
 
     store = RunStore(ctx.run_dir)
     reports: dict[str, Any] = {}
@@ -292,10 +290,10 @@ def _audit_run(ctx: BuildContext) -> dict[str, Any]:
     for i, spec in enumerate(ctx.recipe.datasets):
         files = ctx.results.get(f"validate:{spec.name}", {}).get("files", {})
         dropped = {split: files.get(f"{split}.parquet", {}).get("dropped_too_long", 0) for split in ("train", "test")}
-        report = audit_pairs(ctx.pairs_dir(spec.name), run=store, dropped_by_validation=dropped)
-        write_audit(report, tmp / spec.name)
-        reports[spec.name] = report.model_dump(mode="json")
-        violations += [f"{spec.name}: {v.message}" for v in check_thresholds(report, ctx.recipe.audit)]
+        outcome = run_audit(ctx.pairs_dir(spec.name), run=store, out_dir=tmp / spec.name,
+                            thresholds=ctx.recipe.audit, dropped_by_validation=dropped)
+        reports[spec.name] = outcome.report.model_dump(mode="json")
+        violations += [f"{spec.name}: {v.message}" for v in outcome.violations]
         if i == 0:
             fault_point("audit")
     _replace_dir(tmp, target)

@@ -268,9 +268,11 @@ def new_run(path: str | os.PathLike[str], *, created_by: str, inputs: dict[str, 
     is renamed to ``path`` only when the block succeeds. On any error nothing is left behind.
 
     Raises:
-        StoreError: ``path`` exists and is not empty, and ``overwrite`` is false.
+        StoreError: ``path`` is a file, or a non-empty folder and ``overwrite`` is false.
     """
     target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise StoreError(f"{target} exists and is not a folder; choose another --out")
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise StoreError(f"{target} already exists and is not empty; choose another --out or pass --force")
     target.parent.mkdir(parents=True, exist_ok=True)

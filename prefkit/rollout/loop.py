@@ -33,7 +33,7 @@ from prefkit.records import AgentIdentity, Message, Scenario, Step, Tool, Toolki
 from prefkit.render import native_messages, react_messages
 from prefkit.render.prompts import scenario_toolkits
 from prefkit.render.react import has_think
-from prefkit.sources.toolemu_records import _trajectory_flags as study_flags
+from prefkit.sources.toolemu_records import trajectory_flags as study_flags
 
 from . import agent as agent_turns
 from . import emulator as emulation

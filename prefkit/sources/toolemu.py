@@ -11,7 +11,7 @@ in which the study's script met them. Judgments follow their trajectory files' o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,14 +94,12 @@ def import_toolemu_runs(runs_dir: str | Path, *, cases_path: str | Path, toolkit
             trajectories.setdefault(t.id, t)
         for j in _read_judgments(run, [t.id for t in run_trajectories]):
             judgments.setdefault(j.id, j)
-    root = Path(runs_dir)
-    run_files = [run.path(p) for run in runs for p in (run.trajectory, *(e for _, e in run.evals))]
     return ToolEmuImport(
         scenarios=suite.scenarios,
         toolkits=suite.toolkits,
         trajectories=tuple(trajectories.values()),
         judgments=tuple(judgments.values()),
-        inputs={**suite.inputs, "runs": tree_sha256(root, run_files)},
+        inputs={**suite.inputs, "runs": _runs_sha256(Path(runs_dir), runs)},
         created_by="prefkit import toolemu",
     )
 
@@ -148,15 +146,9 @@ def write_toolemu_import(result: ToolEmuImport, out: str | Path, *, force: bool 
     """Write ``result`` as a new run directory ``out`` (all or nothing) and return its store.
 
     Raises:
-        InputError: ``out`` exists and is not an empty folder, and ``force`` is false (or it is a file).
+        StoreError: ``out`` is a file, or a non-empty folder and ``force`` is false (see ``new_run``).
     """
-    target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise InputError("the output path exists and is not a folder", path=target)
-    if target.exists() and any(target.iterdir()) and not force:
-        raise InputError("the output folder exists and is not empty; choose another --out or pass --force",
-                         path=target)
-    with new_run(target, created_by=result.created_by, inputs=dict(result.inputs), overwrite=force) as store:
+    with new_run(Path(out), created_by=result.created_by, inputs=dict(result.inputs), overwrite=force) as store:
         store.write("scenarios", result.scenarios)
         store.write("toolkits", result.toolkits)
         if result.trajectories is not None:
@@ -164,3 +156,19 @@ def write_toolemu_import(result: ToolEmuImport, out: str | Path, *, force: bool 
         if result.judgments is not None:
             store.write("judgments", result.judgments)
     return store
+
+
+def _runs_sha256(root: Path, runs: Sequence[RunFiles]) -> str:
+    files = [run.path(p) for run in runs for p in (run.trajectory, *(e for _, e in run.evals))]
+    return tree_sha256(root, files)
+
+
+def runs_sha256(runs_dir: str | Path) -> str:
+    """The hash of a runs folder's run files (trajectory and eval files), as an import's manifest records it
+    under ``inputs["runs"]``: what ``prefkit build`` keys its import stage by.
+
+    Raises:
+        InputError: as ``find_run_files``.
+    """
+    root = Path(runs_dir)
+    return _runs_sha256(root, find_run_files(root))

@@ -140,7 +140,7 @@ def _finish(record: dict[str, Any], where: _Where) -> tuple[FinishReason, str | 
     return "final_answer", _ANSWER_SEPARATOR.sub("", output, count=1)
 
 
-def _trajectory_flags(steps: Sequence[Step], final_log: str, finish_reason: FinishReason,
+def trajectory_flags(steps: Sequence[Step], final_log: str, finish_reason: FinishReason,
                       final_answer: str | None) -> tuple[str, ...]:
     found = {
         "empty_observation": any("empty_observation" in s.flags for s in steps),
@@ -191,7 +191,7 @@ def trajectory_from_record(record: Any, *, line: int, file: str, shown_as: str, 
         final_log=final_log,
         final_answer=final_answer,
         finish_reason=finish_reason,
-        flags=_trajectory_flags(steps, final_log, finish_reason, final_answer),
+        flags=trajectory_flags(steps, final_log, finish_reason, final_answer),
         source=SourceRef(file=file, line=line),
     )
     # The renderings are pure functions of the fields above, so they are filled in afterwards.
