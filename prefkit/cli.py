@@ -137,7 +137,8 @@ def pair(
     min_gap: Annotated[float, typer.Option("--min-gap", help="Smallest chosen-rejected score gap.")] = 2,
     min_chosen: Annotated[float, typer.Option("--min-chosen", help="Smallest chosen score.")] = 2,
     first_metric: Annotated[str, typer.Option("--first-metric", help="both/average: helpfulness | safety.")] = "helpfulness",
-    aggregation: Annotated[str, typer.Option("--aggregation", help="Replicates: median (int()) | mean.")] = "median",
+    aggregation: Annotated[str, typer.Option("--aggregation", help="Judgments to a score: median (int()) | mean | "
+                                                          "expected (logprob judges' expected score).")] = "median",
     agreement: Annotated[str, typer.Option("--agreement", help="none | all_but_one | majority | exact.")] = "none",
     judge: Annotated[str | None, typer.Option("--judge", help="Judge model, when the run has several.")] = None,
     study_compatible: Annotated[bool, typer.Option("--study-compatible", help="Refuse beyond-the-study options.")] = False,
@@ -297,6 +298,8 @@ def rollout(
     out: OutOpt,
     samples: Annotated[int, typer.Option("--samples", help="Trajectories per scenario and agent.")] = 1,
     prompt_format: Annotated[str, typer.Option("--format", help="react (text) | native (tool calls).")] = "react",
+    prompt_style: Annotated[str, typer.Option("--prompt-style", help="ReAct prompt: full | compact (one worked "
+                                              "example; for models under ~1B).")] = "full",
     mode: Annotated[str, typer.Option("--mode", help="Emulator: adversarial | standard.")] = "adversarial",
     scenarios: Annotated[str | None, typer.Option("--scenarios", help="Comma-separated scenario ids (default all).")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Most tool calls (default: no cap).")] = None,
@@ -313,9 +316,9 @@ def rollout(
     from prefkit.rollout import make_rollout_configs, rollout_suite
 
     configs = make_rollout_configs(agents=agent, emulator=emulator, samples=samples, prompt_format=prompt_format,
-                                   mode=mode, max_steps=max_steps, token_budget=token_budget, max_tokens=max_tokens,
-                                   temperature=temperature, seed=seed, agent_options=agent_option or (),
-                                   emulator_options=emulator_option or ())
+                                   prompt_style=prompt_style, mode=mode, max_steps=max_steps,
+                                   token_budget=token_budget, max_tokens=max_tokens, temperature=temperature,
+                                   seed=seed, agent_options=agent_option or (), emulator_options=emulator_option or ())
     ids = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
     with _console().status("rolling out …") as status:
         summary = rollout_suite(suite, out, configs, scenario_ids=ids, force=force, progress=_RolloutStatus(status))

@@ -230,6 +230,34 @@ def test_every_config_loads_with_datasets_and_keeps_tool_calls(dataset_dir: Path
             assert len({frozenset(a) for a in arguments if isinstance(a, dict)}) > 10
 
 
+def test_empty_splits_and_configs_are_left_out_of_the_loadable_configs(built: dict[str, Any], tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from datasets import load_dataset
+
+    safety = built["configs"].root["safety"]
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(safety["test"]).slice(0, 0), empty)  # same schema and features, no rows
+    configs = DatasetConfigFiles({"safety": {"train": safety["train"], "test": empty},
+                                  "nothing": {"train": empty, "test": empty}})
+    counts = split_counts(configs)
+    assert counts["safety"]["test"] == 0 and counts["nothing"] == {"train": 0, "test": 0}
+    base = built["ctx"].datasets[0]
+    ctx = built["ctx"].model_copy(update={"datasets": (
+        base.model_copy(update={"counts": counts["safety"]}),
+        base.model_copy(update={"name": "nothing", "counts": counts["nothing"]}),
+    )})
+    assert card_metadata(ctx)["configs"] == [{"config_name": "safety", "default": True, "data_files": [
+        {"split": "train", "path": "data/safety/train-*.parquet"}]}]
+    text = render_card(ctx)
+    assert "Empty splits are left out of the config" in text and "not among the configs" in text
+    out = tmp_path / "dataset"
+    write_dataset_dir(out, configs, card_text=text)
+    loaded = load_dataset(str(out), "safety", cache_dir=str(tmp_path / "cache"))
+    assert set(loaded) == {"train"} and loaded["train"].num_rows == counts["safety"]["train"] > 0
+    with pytest.raises(ValueError, match="nothing"):
+        load_dataset(str(out), "nothing", cache_dir=str(tmp_path / "cache"))
+
+
 def test_rewriting_the_folder_removes_stale_files(built: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "dataset"
     write_dataset_dir(out, built["configs"], card_text=built["card"], plots=built["plots"])

@@ -128,9 +128,10 @@ def test_bucketed_batched_join_equals_a_plain_self_join(q32_run, config: PairCon
 JUDGE = JudgeIdentity(model="judge-a")
 
 
-def _run(path: Path, spec: dict[str, dict[str, list[int | None]]], *, judge: JudgeIdentity = JUDGE,
+def _run(path: Path, spec: dict[str, dict[str, list]], *, judge: JudgeIdentity = JUDGE,
          extra_judge: JudgeIdentity | None = None):
-    """One scenario ``s0``; per agent, replicate scores per metric (``None`` = a failed judgment)."""
+    """One scenario ``s0``; per agent, replicate scores per metric (``None`` = a failed judgment; a
+    ``(score, distribution)`` tuple = a logprob judgment)."""
     scenarios = [Scenario(id=f"s{i}", suite="t", index=i, instruction="-", toolkits=()) for i in range(2)]
     trajectories, judgments = [], []
     for line, (agent, metrics) in enumerate(spec.items()):
@@ -142,11 +143,12 @@ def _run(path: Path, spec: dict[str, dict[str, list[int | None]]], *, judge: Jud
                                        source=SourceRef(file=f"{agent}/run.jsonl", line=line)))
         for who in filter(None, (judge, extra_judge)):
             for metric, scores in metrics.items():
-                for replicate, score in enumerate(scores):
+                for replicate, entry in enumerate(scores):
+                    score, distribution = entry if isinstance(entry, tuple) else (entry, None)
                     judgments.append(Judgment(
                         id=Judgment.compute_id(trajectory_id=tid, metric=metric, judge=who, replicate=replicate),
                         trajectory_id=tid, metric=metric, score=score, judge=who, replicate=replicate,
-                        parse_status="ok" if score is not None else "failed",
+                        parse_status="ok" if score is not None else "failed", distribution=distribution,
                     ))
     with new_run(path, created_by="test") as store:
         store.write("scenarios", scenarios)
@@ -203,6 +205,27 @@ def test_aggregation_changes_which_pairs_pass(tmp_path: Path) -> None:
         ("x", "y", 3.0, 2.0), ("x", "w", 3.0, 3.0), ("z", "w", 2.0, 2.0)]  # z: median 2.5 -> 2
     assert mean.select("chosen_agent", "rejected_agent").rows() == [("x", "w"), ("z", "w")]
     assert mean.filter(pl.col("chosen_agent") == "z")["chosen_score"].item() == 2.5
+
+
+def test_expected_aggregation_reads_logprob_distributions(tmp_path: Path) -> None:
+    # p: expected 0.6*1 + 0.4*2 = 1.4 (score 1); q: 0.9*1 + 0.1*2 = 1.1 (score 1); r: a text judgment, score 2
+    one = {"p": {"safety": [(1, (0.0, 0.6, 0.4, 0.0))]}, "q": {"safety": [(1, (0.0, 0.9, 0.1, 0.0))]},
+           "r": {"safety": [2]}}
+    store = _run(tmp_path / "one", one)
+    assert _scores(store) == {"p": (1.0, None), "q": (1.0, None), "r": (2.0, None)}
+    expected = _scores(store, aggregation="expected")
+    assert {k: v[0] for k, v in expected.items()} == pytest.approx({"p": 1.4, "q": 1.1, "r": 2.0})
+    loose = {"min_gap": 0.25, "min_chosen": 0}
+    assert build_pairs(store, PairConfig(strategy="safety", **loose)).pairs.select(
+        "chosen_agent", "rejected_agent").rows() == [("r", "p"), ("r", "q")]  # p and q tie at 1
+    pairs = build_pairs(store, PairConfig(strategy="safety", aggregation="expected", **loose)).pairs
+    assert pairs.select("chosen_agent", "rejected_agent").rows() == [("p", "q"), ("r", "p"), ("r", "q")]
+    assert pairs["margin"].to_list() == pytest.approx([0.3, 0.6, 0.9])
+    # replicates: the mean of their expected scores; a failed replicate is left out
+    many = {"p": {"safety": [(1, (0.0, 0.6, 0.4, 0.0)), (2, (0.0, 0.0, 1.0, 0.0)), None]}, "q": {"safety": [None]}}
+    assert _scores(_run(tmp_path / "many", many), aggregation="expected")["p"][0] == pytest.approx(1.7)
+    with pytest.raises(ValueError, match="aggregation"):
+        PairConfig(strategy="safety", aggregation="expected", study_compatible=True)
 
 
 def test_single_replicate_fast_path_equals_the_replicate_path(q32_run) -> None:

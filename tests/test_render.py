@@ -12,6 +12,7 @@ import pytest
 from prefkit.errors import InputError
 from prefkit.records import AgentIdentity, Message, Step, Trajectory
 from prefkit.render import (
+    compact_react_prompt,
     native_messages,
     native_prompt,
     react_messages,
@@ -20,6 +21,7 @@ from prefkit.render import (
     tool_schemas,
 )
 from prefkit.render.prompts import REACT_PROMPT_END
+from prefkit.rollout.agent import FinalAnswer, ToolAction, parse_react
 from prefkit.sources.toolemu import load_cases, load_toolkits
 from prefkit.store import RunStore
 
@@ -211,6 +213,29 @@ def test_react_prompt_describes_the_scenario_tools(suite) -> None:
     assert "Todoist" not in user.content  # only the scenario's toolkits
     # Our own wording, not ToolEmu's.
     assert "helpful AI Agent who can utilize a lot of external tools" not in system.content + user.content
+
+
+def test_compact_react_prompt_is_short_with_one_worked_example(suite) -> None:
+    scenarios, toolkits = suite
+    case = scenarios[5]
+    messages = compact_react_prompt(case, toolkits)
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    system, *example, user = messages
+    assert "John Doe" in system.content and "Final Answer:" in system.content
+    # the example: a call, its observation, then a final answer, all parseable by the ReAct rules
+    assert isinstance(parse_react(example[1].content), ToolAction) and example[2].content.startswith("Observation: ")
+    assert isinstance(parse_react(example[3].content), FinalAnswer)
+    used = [t for name in case.toolkits for k in toolkits if k.name == name for t in k.tools]
+    lines = user.content.splitlines()
+    assert lines[0] == "Tools:" and lines[-1] == f"Task: {case.instruction}"
+    assert [line.split(":")[0] for line in lines[1:-1]] == [f"- {t.name}" for t in used]
+    assert f"- {used[0].name}: {used[0].summary.strip()} Input: {{}}" in lines  # no arguments
+    first = next(t for t in used if t.parameters).parameters[0]
+    assert f'Input: {{"{first.name}": {first.type}' in user.content
+    optional = next(p for t in used for p in t.parameters if not p.required)
+    assert f'"{optional.name}": {optional.type} (optional)' in user.content
+    full = sum(len(m.content) for m in react_prompt(case, toolkits))
+    assert sum(len(m.content) for m in messages) < full / 2
 
 
 def test_native_prompt_and_tool_schemas(suite) -> None:

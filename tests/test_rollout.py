@@ -378,8 +378,9 @@ def test_resume_key_covers_what_changes_the_output(starter):
         rollout_key(scenario, kits, base.model_copy(update={"emulator": base.emulator.model_copy(update={"mode": "standard"})}), 0),
         rollout_key(scenario, kits, base.model_copy(update={"agent": base.agent.model_copy(update={"temperature": 0.5})}), 0),
         rollout_key(scenario, kits, base.model_copy(update={"limits": RolloutLimits(max_steps=3)}), 0),
+        rollout_key(scenario, kits, base.model_copy(update={"agent": base.agent.model_copy(update={"prompt_style": "compact"})}), 0),
     ]
-    assert len({key, *changed}) == 6
+    assert len({key, *changed}) == 7
     options = base.model_copy(update={"agent": base.agent.model_copy(update={"options": {"batch_size": 64}})})
     assert rollout_key(scenario, kits, options, 0) == key  # backend options do not change the output
 
@@ -484,6 +485,8 @@ def test_cli_rollout_and_resume(agent_model_dir, mini_suite_dir, tmp_path, capsy
     (["no/such/suite"], "not a scenario suite"),
     (["starter", "--scenarios", "starter_99"], "no scenario 'starter_99'"),
     (["starter", "--format", "xml"], "prompt_format"),
+    (["starter", "--prompt-style", "tiny"], "prompt_style"),
+    (["starter", "--format", "native", "--prompt-style", "compact"], "applies to the react format only"),
     (["starter", "--agent-option", "batch_size"], "is not KEY=VALUE"),
 ])
 def test_cli_rollout_bad_input(tmp_path, capsys, args, message):

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from prefkit.judges.replicates import Aggregation
 from prefkit.records import PairStrategy
 
 ScoreMetric = Literal["safety", "helpfulness"]
-Aggregation = Literal["median", "mean"]
 Agreement = Literal["none", "all_but_one", "majority", "exact"]
 Ties = Literal["skip", "second_metric"]
 SplitRule = Literal["study", "fraction"]
@@ -39,8 +39,10 @@ class PairConfig(BaseModel, frozen=True, extra="forbid", validate_default=True):
     """For ``both``/``average``: the metric that decides which side is chosen; the other metric is second.
     The study built both datasets with helpfulness first. Ignored by ``safety``/``helpfulness``."""
     aggregation: Aggregation = "median"
-    """How several replicate judgments of one trajectory become one score: ``median`` (then truncated to an
-    integer with ``int()``, as the study does, so 2.5 becomes 2) or ``mean`` (kept as a float)."""
+    """How a trajectory's judgments (one per replicate) become one score: ``median`` (then truncated to an
+    integer with ``int()``, as the study does, so 2.5 becomes 2), ``mean`` (kept as a float) or ``expected``
+    (the mean of the logprob judgments' expected scores, ``sum(k * p_k)``: a float that keeps the judge's
+    uncertainty; judgments without a distribution count their score)."""
     agreement: Agreement = "none"
     """Drop a trajectory's score on a metric unless its replicates agree: ``all_but_one`` (n >= 2 and the most
     common score occurs at least n-1 times), ``majority`` (the most common score occurs more than n/2 times),
@@ -98,6 +100,8 @@ class PairConfig(BaseModel, frozen=True, extra="forbid", validate_default=True):
         ]
         if self.ties != "skip":
             changed.append("ties")
+        if self.aggregation == "expected":
+            changed.append("aggregation")
         if self.split_rule != "study":
             changed.append("split_rule")
         return changed

@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from prefkit.errors import InputError
-from prefkit.judges.replicates import replicate_stats
+from prefkit.judges.replicates import aggregate_column, judgment_expected_score, replicate_stats
 from prefkit.pairing.config import PairConfig
 
 SCORE_METRICS = ("safety", "helpfulness")
@@ -60,7 +60,7 @@ def _replicate_scores(judged: pl.LazyFrame, config: PairConfig) -> pl.LazyFrame:
                 "one scored replicate per metric",
                 field="agreement",
             )
-    value = pl.col("median_int").cast(pl.Float64) if config.aggregation == "median" else pl.col("mean")
+    value = aggregate_column(config.aggregation)
     keep = pl.lit(True) if config.agreement == "none" else pl.col(config.agreement)
     return stats.select("trajectory_id", "metric", value=pl.when(keep).then(value).otherwise(None))
 
@@ -74,14 +74,13 @@ def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFra
     judge = select_judge(judgments, config)
     judged = judgments.filter(
         pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge)
-    ).select("trajectory_id", "metric", "judge", "replicate", "score")
+    ).select("trajectory_id", "metric", "judge", "replicate", "score", "distribution")
     single = judged.select((pl.col("replicate") == 0).all()).collect().item() is not False
     if single and config.agreement == "none":
         # One replicate each (the common case, and the study's data): the score is the value, so skip the
         # group_by, whose median alone costs seconds per million judgments. A judgment imported twice counts once.
-        values = judged.unique(["trajectory_id", "metric"], keep="first").select(
-            "trajectory_id", "metric", value=pl.col("score").cast(pl.Float64)
-        )
+        value = judgment_expected_score() if config.aggregation == "expected" else pl.col("score").cast(pl.Float64)
+        values = judged.unique(["trajectory_id", "metric"], keep="first").select("trajectory_id", "metric", value=value)
     else:
         values = _replicate_scores(judged, config)
     safety, helpfulness = (

@@ -87,6 +87,12 @@ class CardDataset(BaseModel, frozen=True, extra="forbid"):
     plots: tuple[str, ...] = ()
     """This dataset's plots, as paths inside the dataset folder (``plots/<file>.png``)."""
 
+    @property
+    def loadable_splits(self) -> list[str]:
+        """The splits with rows: the only ones the card's ``configs`` metadata names, since ``datasets``
+        fails to load a split whose files hold no rows."""
+        return [split for split, n in self.counts.items() if n > 0]
+
     @field_validator("counts")
     @classmethod
     def _splits_present(cls, value: dict[str, int]) -> dict[str, int]:
@@ -170,10 +176,11 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
         "configs": [
             {
                 "config_name": d.name,
-                "data_files": [{"split": split, "path": data_files_pattern(d.name, split)} for split in d.counts],
+                "data_files": [{"split": split, "path": data_files_pattern(d.name, split)}
+                               for split in d.loadable_splits],
                 **({"default": True} if i == 0 else {}),
             }
-            for i, d in enumerate(ctx.datasets)
+            for i, d in enumerate(d for d in ctx.datasets if d.loadable_splits)
         ],
     }
 

@@ -100,6 +100,33 @@ def react_prompt(scenario: Scenario, toolkits: Sequence[Toolkit]) -> tuple[Messa
     )
 
 
+def _compact_tool_line(tool: Tool) -> str:
+    arguments = ", ".join(f'"{p.name}": {p.type}{"" if p.required else " (optional)"}' for p in tool.parameters)
+    return template("compact_tool").substitute(name=tool.name, summary=tool.summary.strip(), arguments=arguments)
+
+
+def compact_react_prompt(scenario: Scenario, toolkits: Sequence[Toolkit]) -> tuple[Message, ...]:
+    """The ReAct prompt for small models (``AgentConfig.prompt_style == "compact"``): a short system
+    message with the format, one worked example as earlier chat turns (a model under ~1B parameters
+    copies an example far more reliably than it follows a page of instructions), then one line per tool
+    and the instruction. About half the full prompt's length: the prompt is most of a call's cost on CPU.
+
+    The turns of ``generators/agent/compact_example.txt`` are separated by ``---`` lines and alternate
+    user, assistant, user, ...
+    """
+    chosen = scenario_toolkits(scenario, toolkits)
+    example = [turn.strip("\n") for turn in template("compact_example").template.split("\n---\n")]
+    user = template("compact_user").substitute(
+        tools="\n".join(_compact_tool_line(tool) for t in chosen for tool in t.tools),
+        instruction=scenario.instruction,
+    )
+    return (
+        Message(role="system", content=template("compact_system").substitute(ENVIRONMENT)),
+        *(Message(role="user" if i % 2 == 0 else "assistant", content=turn) for i, turn in enumerate(example)),
+        Message(role="user", content=user),
+    )
+
+
 # Native --------------------------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from prefkit.records import (
     Trajectory,
 )
 from prefkit.render import (
+    compact_react_prompt,
     native_messages,
     native_prompt,
     react_messages,
@@ -42,6 +43,7 @@ from prefkit.render import (
     tool_schemas,
 )
 from prefkit.render.prompts import template
+from prefkit.rollout.config import PromptStyle
 
 REACT_STOP = ("\nObservation:",)
 """Where a ReAct agent's generation is cut (see ``AgentConfig.stop_at_observation``)."""
@@ -156,11 +158,11 @@ def parse_turn(prompt_format: PromptFormat, text: str, tool_calls: Sequence[Tool
 # Messages ------------------------------------------------------------------------------------------
 
 
-def agent_prompt(prompt_format: PromptFormat, scenario: Scenario, toolkits: Sequence[Toolkit]
-                 ) -> tuple[tuple[Message, ...], tuple[dict, ...] | None]:
+def agent_prompt(prompt_format: PromptFormat, scenario: Scenario, toolkits: Sequence[Toolkit],
+                 prompt_style: PromptStyle = "full") -> tuple[tuple[Message, ...], tuple[dict, ...] | None]:
     """The prompt messages and (native only) the function schemas passed as ``tools``."""
     if prompt_format == "react":
-        return react_prompt(scenario, toolkits), None
+        return (compact_react_prompt if prompt_style == "compact" else react_prompt)(scenario, toolkits), None
     return native_prompt(scenario), tuple(tool_schemas(scenario, toolkits))
 
 

@@ -17,6 +17,7 @@ from prefkit.errors import InputError
 from prefkit.records import AgentIdentity, PromptFormat, SamplingParams
 
 EmulatorMode = Literal["adversarial", "standard"]
+PromptStyle = Literal["full", "compact"]
 
 
 class _Config(BaseModel):
@@ -42,6 +43,11 @@ class AgentConfig(_Config):
     prompt_format: PromptFormat = "react"
     """``react``: Thought/Action/Action Input text (any chat model, the study's way); ``native``: the
     chat template's tools and the backend's tool-call parsing."""
+    prompt_style: PromptStyle = "full"
+    """ReAct only. ``full``: the study-style prompt (every tool's arguments and returns, the rules).
+    ``compact``: a short prompt with one worked example, for small models (under ~1B parameters) that lose
+    the format in the full one. Either way the trajectories are stored alike, and the pairer's training
+    rows show them after the study-style prompt."""
     temperature: float | None = 0.0
     top_p: float | None = None
     seed: int | None = None
@@ -56,6 +62,12 @@ class AgentConfig(_Config):
     options: dict[str, Any] = Field(default_factory=dict)
     """Options of the backend (``create_backend(model, **options)``, e.g. ``batch_size``, ``base_url``);
     they do not change what is generated, so resume keys leave them out."""
+
+    @model_validator(mode="after")
+    def _compact_is_react(self) -> AgentConfig:
+        if self.prompt_style != "full" and self.prompt_format != "react":
+            raise ValueError(f"prompt_style {self.prompt_style!r} applies to the react format only")
+        return self
 
     def identity(self) -> AgentIdentity:
         model, backend = split_spec(self.model)
@@ -132,7 +144,7 @@ def make_rollout_configs(*, agents: Sequence[str], **options: Any) -> list[Rollo
 
 
 def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_format: str = "react",
-                        mode: str = "adversarial", agent_name: str | None = None, temperature: float | None = 0.0,
+                        prompt_style: str = "full", mode: str = "adversarial", agent_name: str | None = None, temperature: float | None = 0.0,
                         seed: int | None = None, max_tokens: int = 2048, max_steps: int | None = None,
                         token_budget: int | None = 8000, max_reprompts: int = 5,
                         agent_options: Sequence[str] = (), emulator_options: Sequence[str] = ()) -> RolloutConfig:
@@ -143,7 +155,8 @@ def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_f
     """
     try:
         return RolloutConfig(
-            agent=AgentConfig(model=agent, name=agent_name, prompt_format=prompt_format, temperature=temperature,  # type: ignore[arg-type]
+            agent=AgentConfig(model=agent, name=agent_name, prompt_format=prompt_format,  # type: ignore[arg-type]
+                              prompt_style=prompt_style, temperature=temperature,  # type: ignore[arg-type]
                               seed=seed, max_tokens=max_tokens,
                               options=parse_options(agent_options, field="agent-option")),
             emulator=EmulatorConfig(model=emulator, mode=mode,  # type: ignore[arg-type]

@@ -125,7 +125,8 @@ class RolloutLoop:
 
     def _start(self, item: RolloutItem) -> _Live:
         chosen = scenario_toolkits(item.scenario, self.toolkits)
-        prompt, schemas = agent_turns.agent_prompt(self.config.agent.prompt_format, item.scenario, chosen)
+        prompt, schemas = agent_turns.agent_prompt(self.config.agent.prompt_format, item.scenario, chosen,
+                                                   self.config.agent.prompt_style)
         return _Live(item=item, tools={t.name: t for tk in chosen for t in tk.tools}, prompt=prompt, schemas=schemas)
 
     # agent --------------------------------------------------------------------------------------
