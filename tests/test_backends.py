@@ -20,6 +20,7 @@ from prefkit.backends import (
     ChatRequest,
     Completion,
     GenerateConfig,
+    chat_template_text,
     create_backend,
     generate_sync,
     message_dicts,
@@ -174,9 +175,27 @@ PROMPTS = ["hello", "the weather in Paris is a search tool function of the city"
 def test_transformers_backend_identity_and_features(tiny: Backend, tiny_model_dir: Path) -> None:
     assert isinstance(tiny, Backend)
     assert (tiny.name, tiny.model) == ("transformers", str(tiny_model_dir))
-    assert [tiny.supports(f) for f in ("logprobs", "n", "tools", "structured_output")] == [True, True, True, False]
+    assert [tiny.supports(f) for f in ("logprobs", "n", "tools", "structured_output", "prefill")] == [
+        True, True, True, False, True]
     with pytest.raises(ValueError):
         tiny.supports("streaming")  # type: ignore[arg-type]
+
+
+def test_prefill_continues_the_final_assistant_message(tiny: Backend, tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    opened = chat_template_text(tokenizer, req("hello"))
+    begun = ChatRequest(messages=(*user("hello"), Message(role="assistant", content="Score: ")),
+                        continue_final_message=True, config=GenerateConfig(max_tokens=3, logprobs=True))
+    text = chat_template_text(tokenizer, begun)
+    assert text.startswith(opened) and text.endswith("Score: ")  # the turn is left open after the prefill
+    assert not chat_template_text(tokenizer, begun.model_copy(update={"continue_final_message": False})).endswith(
+        "Score: ")
+    [[completion]] = generate_sync(tiny, [begun])
+    assert completion.completion_tokens == len(completion.logprobs) <= 3  # only what follows the prefill
+    with pytest.raises(ValueError, match="assistant turn"):
+        ChatRequest(messages=user("hello"), continue_final_message=True)
 
 
 def test_transformers_shapes_n_and_greedy_determinism(tiny: Backend) -> None:
@@ -328,6 +347,21 @@ def test_openai_sends_every_setting(fake_openai) -> None:
     # Unset settings are not sent at all.
     generate_sync(backend, [req("hi")])
     assert set(fake_openai.requests[1]) == {"model", "messages"}
+
+
+def test_openai_prefill_is_opt_in_and_sent_as_the_vllm_extension(fake_openai) -> None:
+    begun = ChatRequest(messages=(*user("hi"), Message(role="assistant", content="Score: ")),
+                        continue_final_message=True)
+    assert not fake_backend(fake_openai).supports("prefill")  # hosted APIs reject the field
+    backend = fake_backend(fake_openai, features=["logprobs", "prefill"])
+    assert backend.supports("prefill") and not backend.supports("n")
+    generate_sync(backend, [begun, req("hi")])
+    # both requests are in flight at once: tell them apart by their last message
+    [first] = [b for b in fake_openai.requests if b["messages"][-1]["role"] == "assistant"]
+    [second] = [b for b in fake_openai.requests if b["messages"][-1]["role"] == "user"]
+    assert (first["continue_final_message"], first["add_generation_prompt"]) == (True, False)
+    assert first["messages"][-1] == {"role": "assistant", "content": "Score: "}
+    assert "continue_final_message" not in second and "add_generation_prompt" not in second
 
 
 def test_openai_n_choices_logprobs_and_tool_calls(fake_openai) -> None:

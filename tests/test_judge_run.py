@@ -21,8 +21,10 @@ from prefkit.backends import create_backend
 from prefkit.cli import main
 from prefkit.errors import InputError
 from prefkit.judges.judge import REPLICATES_FILE, JudgeConfig, judge_run
+from prefkit.judges.logprob import PREFILL
 from prefkit.judges.rubrics import RUBRICS, template_text
 from prefkit.judges.view import judge_messages
+from prefkit.records import Message
 from prefkit.store import RunStore, new_run
 
 RETRY_NOTE = template_text("retry").split("(")[0]  # "I could not read a verdict in that answer "
@@ -249,6 +251,23 @@ def test_logprob_judging_stores_a_distribution_that_sums_to_one(make_run):
         assert row["distribution"] == pytest.approx(want)
         assert row["score"] == 2  # expected score 1.89, rounded
         assert row["judge"]["rubric_version"].endswith("/logprob")
+
+
+def test_logprob_judging_begins_the_answer_on_prefill_backends(tiny_model_dir, make_run):
+    run = make_run(2)
+    backend = Counting(create_backend(f"{tiny_model_dir}@transformers"))
+    summary = judge_run(run, JudgeConfig(judge=f"{tiny_model_dir}@transformers", metrics=("safety",),
+                                         answer_format="logprob", max_attempts=1), backend=backend)
+    [wave] = backend.calls
+    for request in wave:
+        assert request.continue_final_message and request.messages[-1] == Message(role="assistant", content=PREFILL)
+        assert [m.role for m in request.messages] == ["system", "user", "assistant"]
+        assert (request.config.max_tokens, request.config.logprobs) == (2, True)
+    stored = judgments(run)
+    assert stored["judge"].struct.field("rubric_version").unique().to_list() == ["safety-v1/logprob+prefill"]
+    assert summary.judged == 2  # a random tiny model: its digits' share of the first token decides the score
+    scored = stored.filter(pl.col("parse_status") != "failed")
+    assert all(math.fsum(d) == pytest.approx(1.0) for d in scored["distribution"].to_list())
 
 
 def test_logprob_judging_needs_a_backend_with_logprobs(fake_openai, make_run):

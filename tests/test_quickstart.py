@@ -52,7 +52,8 @@ def test_quickstart_rolls_out_judges_pairs_and_writes_a_dataset(quickstart, tmp_
     judgments = run.read("judgments")
     assert len(judgments) == 2 * len(trajectories)
     for j in judgments:
-        assert j.judge.model == "smollm2-135m-instruct" and j.judge.rubric_version.endswith("/logprob")
+        # the answer is begun for the judge ("Score: "), so its first token is the score
+        assert j.judge.model == "smollm2-135m-instruct" and j.judge.rubric_version.endswith("/logprob+prefill")
         assert j.parse_status in ("ok", "repaired") and math.fsum(j.distribution) == pytest.approx(1.0)
 
     pairs = {name: d["pairs"] for name, d in summary["datasets"].items()}

@@ -51,6 +51,7 @@ ENGINE_ENV = {
 }
 
 STRUCTURED_SCHEMA = {"type": "string", "enum": ["Paris", "Tokyo"]}
+PREFILL = OVERFIT_PLAIN_ANSWER[:-1]  # "Hello": the model goes on with "!"
 
 
 def req(prompt: str | tuple[Message, ...], *, tools: tuple[dict, ...] | None = None, **config: object) -> ChatRequest:
@@ -75,6 +76,10 @@ REQUESTS: dict[str, ChatRequest] = {
     "stop": req(OVERFIT_PLAIN_PROMPT, temperature=0, stop=("!",)),
     "structured": req("Give the city", temperature=0, max_tokens=16, response_format=STRUCTURED_SCHEMA),
     "tool_follow_up": req(TOOL_FOLLOW_UP, tools=(WEATHER_TOOL,), temperature=0, max_tokens=8),
+    # The answer begun for the model (a prefill): it continues the open assistant turn.
+    "prefill": ChatRequest(messages=(Message(role="user", content=OVERFIT_PLAIN_PROMPT),
+                                     Message(role="assistant", content=PREFILL)),
+                           continue_final_message=True, config=GenerateConfig(temperature=0, max_tokens=4)),
 }
 """The batch both paths run (names for the assertions)."""
 
@@ -257,10 +262,10 @@ def served(server_url: str, vllm_model_dir: Path) -> dict[str, list[Completion]]
 
 @pytest.fixture(scope="module")
 def reference(vllm_model_dir: Path) -> dict[str, list[Completion]]:
-    """The plain and tool-follow-up requests through the transformers backend (main venv)."""
+    """The plain, tool-follow-up and prefill requests through the transformers backend (main venv)."""
     backend = create_backend(f"{vllm_model_dir}@transformers")
     try:
-        names = ["plain", "tool_follow_up"]
+        names = ["plain", "tool_follow_up", "prefill"]
         return dict(zip(names, generate_sync(backend, [REQUESTS[n] for n in names]), strict=True))
     finally:
         backend.close()
@@ -311,17 +316,18 @@ def check_answers(got: dict[str, list[Completion]]) -> None:
     [follow_up] = got["tool_follow_up"]
     assert follow_up.prompt_tokens > tool.prompt_tokens and follow_up.completion_tokens
 
+    [prefilled] = got["prefill"]
+    assert (PREFILL + prefilled.text, prefilled.finish_reason) == (OVERFIT_PLAIN_ANSWER, "stop")
+
 
 def prompt_tokens(model_dir: Path, request: ChatRequest) -> int:
     """The prompt length that the transformers chat template gives (the reference rendering)."""
     from transformers import AutoTokenizer
 
-    from prefkit.backends import message_dicts
+    from prefkit.backends import chat_template_text
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    text = tokenizer.apply_chat_template(message_dicts(request.messages, arguments="object"),
-                                         tools=list(request.tools) if request.tools else None,
-                                         add_generation_prompt=True, tokenize=False)
+    text = chat_template_text(tokenizer, request)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -353,6 +359,7 @@ def test_inprocess_vllm_renders_prompts_as_the_chat_template_does(inproc: dict, 
 def test_inprocess_vllm_logprobs_match_transformers(inproc: dict, reference: dict) -> None:
     [vllm_plain], [hf_plain] = inproc["batches"][0]["plain"], reference["plain"]
     assert vllm_plain.text == hf_plain.text
+    assert inproc["batches"][0]["prefill"][0].text == reference["prefill"][0].text
     # The transformers backend leaves out the end-of-turn token's logprob; the rest must agree.
     assert hf_plain.logprobs is not None and vllm_plain.logprobs is not None
     pairs = list(zip(vllm_plain.logprobs, hf_plain.logprobs, strict=False))
@@ -373,7 +380,7 @@ def test_vllm_serve_answers_through_openai_backend(served: dict) -> None:
 
 def test_vllm_serve_agrees_with_inprocess_vllm(served: dict, inproc: dict) -> None:
     local = inproc["batches"][0]
-    for name in ("plain", "length", "stop", "structured", "tool_follow_up"):
+    for name in ("plain", "length", "stop", "structured", "tool_follow_up", "prefill"):
         assert [(c.text, c.finish_reason, c.prompt_tokens) for c in served[name]] == [
             (c.text, c.finish_reason, c.prompt_tokens) for c in local[name]], name
     # Same tool call; the ids differ (the server makes its own, the in-process parser hashes the call).

@@ -18,13 +18,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prefkit.errors import PrefkitError
 from prefkit.records import Message, ToolCall, content_hash
 
-Feature = Literal["logprobs", "n", "tools", "structured_output"]
-FEATURES: tuple[Feature, ...] = ("logprobs", "n", "tools", "structured_output")
+Feature = Literal["logprobs", "n", "tools", "structured_output", "prefill"]
+FEATURES: tuple[Feature, ...] = ("logprobs", "n", "tools", "structured_output", "prefill")
 
 
 class _Frozen(BaseModel):
@@ -87,6 +87,16 @@ class ChatRequest(_Frozen):
     tools: tuple[dict[str, Any], ...] | None = None
     """OpenAI function schemas (``{"type": "function", "function": {...}}``, e.g. ``Tool.json_schema()``)."""
     config: GenerateConfig = GenerateConfig()
+    continue_final_message: bool = False
+    """Continue the last message, an assistant turn already begun (a *prefill*, e.g. ``"Score: "``),
+    instead of opening a new one; the completion holds only what follows it. Needs a backend that
+    ``supports("prefill")``."""
+
+    @model_validator(mode="after")
+    def _prefill_is_an_assistant_turn(self) -> ChatRequest:
+        if self.continue_final_message and self.messages[-1].role != "assistant":
+            raise ValueError("continue_final_message needs the last message to be an assistant turn")
+        return self
 
 
 class TopLogprob(_Frozen):
@@ -143,7 +153,8 @@ class Backend(Protocol):
     async def generate(self, requests: Sequence[ChatRequest]) -> list[list[Completion]]: ...
 
     def supports(self, feature: Feature) -> bool:
-        """Whether the backend honours ``feature``: "logprobs", "n", "tools" or "structured_output"."""
+        """Whether the backend honours ``feature``: "logprobs", "n", "tools", "structured_output" or
+        "prefill" (``ChatRequest.continue_final_message``)."""
         ...
 
     def close(self) -> None:
@@ -178,6 +189,18 @@ def expected_n(request: ChatRequest) -> int:
 # --------------------------------------------------------------------------------------------------
 # Message dicts
 # --------------------------------------------------------------------------------------------------
+
+
+def chat_template_text(tokenizer: Any, request: ChatRequest) -> str:
+    """The prompt text of ``request`` from a Hugging Face tokenizer's chat template: a new assistant turn
+    opened after the messages, or with ``continue_final_message`` the last (assistant) message left open."""
+    return tokenizer.apply_chat_template(
+        message_dicts(request.messages, arguments="object"),
+        tools=list(request.tools) if request.tools else None,
+        add_generation_prompt=not request.continue_final_message,
+        continue_final_message=request.continue_final_message,
+        tokenize=False,
+    )
 
 
 def message_dicts(messages: Iterable[Message], *, arguments: Literal["text", "object"]) -> list[dict[str, Any]]:

@@ -33,6 +33,8 @@ from prefkit.backends.base import (
 from prefkit.records import ToolCall
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_FEATURES = tuple(f for f in FEATURES if f != "prefill")
+"""What an OpenAI-compatible server is assumed to honour unless told (``features`` option)."""
 RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 
 
@@ -42,8 +44,10 @@ class OpenAIBackend:
     Options: ``base_url`` (default ``$OPENAI_BASE_URL`` or ``http://127.0.0.1:8000/v1``), ``api_key``
     (default ``$OPENAI_API_KEY``), ``max_concurrency`` (requests in flight), ``timeout`` (seconds per
     request), ``max_retries`` (after the first try), ``backoff`` (first retry delay in seconds; doubles
-    each time, capped at ``backoff_max``), ``features`` (what the server honours; default all: declare
-    less for servers such as ``transformers serve`` that drop logprobs), ``extra_body`` (fields added to
+    each time, capped at ``backoff_max``), ``features`` (what the server honours; default all but
+    ``prefill``: declare less for servers such as ``transformers serve`` that drop logprobs, and add
+    ``prefill`` for vLLM and SGLang, which continue a final assistant message when asked with
+    ``continue_final_message``; hosted APIs reject that field), ``extra_body`` (fields added to
     every request, e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}`` for vLLM).
 
     When the server returns fewer than ``n`` choices (``transformers serve`` ignores ``n``), more
@@ -67,7 +71,8 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.backoff = backoff
         self.backoff_max = backoff_max
-        self.features = frozenset(check_feature(f) for f in (FEATURES if features is None else features))
+        chosen = DEFAULT_FEATURES if features is None else features
+        self.features = frozenset(check_feature(f) for f in chosen)
         self.extra_body = dict(extra_body or {})
 
     def __repr__(self) -> str:  # never shows the key
@@ -135,6 +140,8 @@ class OpenAIBackend:
                 body["top_logprobs"] = c.top_logprobs
         if request.tools:
             body["tools"] = list(request.tools)
+        if request.continue_final_message:  # vLLM's and SGLang's chat-completions extension
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         if c.response_format is not None:
             name = str(c.response_format.get("title") or "answer")
             body["response_format"] = {"type": "json_schema",

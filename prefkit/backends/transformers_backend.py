@@ -20,9 +20,9 @@ from prefkit.backends.base import (
     GenerateConfig,
     TokenLogprob,
     TopLogprob,
+    chat_template_text,
     check_feature,
     expected_n,
-    message_dicts,
     parse_tool_calls,
     trim_at_stop,
 )
@@ -98,12 +98,7 @@ class TransformersBackend:
         return results  # type: ignore[return-value]
 
     def _render(self, request: ChatRequest) -> str:
-        return self._tokenizer.apply_chat_template(
-            message_dicts(request.messages, arguments="object"),
-            tools=list(request.tools) if request.tools else None,
-            add_generation_prompt=True,
-            tokenize=False,
-        )
+        return chat_template_text(self._tokenizer, request)
 
     def _generate_batch(self, requests: list[ChatRequest], config: GenerateConfig) -> list[list[Completion]]:
         torch = self._torch

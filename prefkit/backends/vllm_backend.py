@@ -23,9 +23,9 @@ from prefkit.backends.base import (
     GenerateConfig,
     TokenLogprob,
     TopLogprob,
+    chat_template_text,
     check_feature,
     expected_n,
-    message_dicts,
     parse_tool_calls,
 )
 
@@ -97,12 +97,7 @@ class VLLMBackend:
         return results
 
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
-        text = self._tokenizer.apply_chat_template(
-            message_dicts(request.messages, arguments="object"),
-            tools=list(request.tools) if request.tools else None,
-            add_generation_prompt=True,
-            tokenize=False,
-        )
+        text = chat_template_text(self._tokenizer, request)
         # The template already wrote the special tokens; adding them again would double a BOS.
         return self._tokenizer.encode(text, add_special_tokens=False)
 

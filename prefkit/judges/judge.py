@@ -24,7 +24,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefkit.errors import InputError
-from prefkit.judges.logprob import parse_logprob_answer
+from prefkit.judges.logprob import PREFILL, parse_logprob_answer
 from prefkit.judges.parse import ParsedAnswer, parse_answer
 from prefkit.judges.replicates import agreement_summary, replicate_stats
 from prefkit.judges.rubrics import AnswerFormat, Rubric, load_template, rubric
@@ -158,8 +158,14 @@ def resolve_answer_format(config: JudgeConfig, backend: Any) -> AnswerFormat:
     return config.answer_format
 
 
+def uses_prefill(backend: Any, answer_format: AnswerFormat) -> bool:
+    """Logprob judging begins the judge's answer for it where the backend can continue a message."""
+    return answer_format == "logprob" and backend.supports("prefill")
+
+
 def judge_identity(config: JudgeConfig, backend: Any, rub: Rubric, answer_format: AnswerFormat) -> JudgeIdentity:
-    return JudgeIdentity(model=backend.model, backend=backend.name, rubric_version=rub.identity_version(answer_format))
+    version = rub.identity_version(answer_format) + ("+prefill" if uses_prefill(backend, answer_format) else "")
+    return JudgeIdentity(model=backend.model, backend=backend.name, rubric_version=version)
 
 
 def _json_schema(rub: Rubric) -> dict[str, Any]:
@@ -240,6 +246,7 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
     try:
         answer_format = resolve_answer_format(config, backend)
         identities = {m: judge_identity(config, backend, rubric(m), answer_format) for m in config.metrics}
+        prefill = (Message(role="assistant", content=PREFILL),) if uses_prefill(backend, answer_format) else ()
         done = set(
             existing.filter(pl.col("parse_status") != "failed")["id"].to_list() if config.retry_failed
             else existing["id"].to_list()
@@ -265,7 +272,7 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
         while pending:
             waves += 1
             requests = [
-                ChatRequest(messages=(*item.messages, *item.history),
+                ChatRequest(messages=(*item.messages, *item.history, *prefill), continue_final_message=bool(prefill),
                             config=_generate_config(config, rubric(item.metric), answer_format, item.replicate))
                 for item in pending
             ]
@@ -275,7 +282,8 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
                 completion = completions[0]
                 _record_attempt(item, completion, answer_format)
                 if item.last is not None and item.last.parse_status == "failed" and item.attempts < config.max_attempts:
-                    item.history += [Message(role="assistant", content=completion.text), _retry_message(item.last.reason)]
+                    answered = "".join(m.content for m in prefill) + completion.text
+                    item.history += [Message(role="assistant", content=answered), _retry_message(item.last.reason)]
                     retry.append(item)
                 else:
                     finished.append(item)

@@ -7,6 +7,12 @@ Tokens that decode to the same digit (``2`` and `` 2``) are pooled, and the digi
 renormalised to sum to 1. The stored score is the expected score rounded half up, so even a small judge
 that never writes a clean answer gives a usable, calibrated score; the distribution is stored with it.
 
+On a backend that ``supports("prefill")`` the judge's answer is begun for it (``PREFILL``, continued with
+``ChatRequest.continue_final_message``), so the very first generated token is the score: without it a small
+judge tends to open with prose, and the digits then get only the little probability they hold among the
+first token's alternatives. The judgment's ``rubric_version`` says which way it was asked (``/logprob`` or
+``/logprob+prefill``).
+
 Status: ``ok`` when the judge's own token was a digit, ``repaired`` when the digit came only from the
 alternatives (the reason gives the probability mass the digits held), ``failed`` when no digit appears.
 """
@@ -20,6 +26,10 @@ from prefkit.backends.base import Completion, TokenLogprob
 from prefkit.judges.parse import ParsedAnswer
 
 DIGITS = ("0", "1", "2", "3")
+
+PREFILL = "Score: "
+"""The start of the judge's answer on prefill backends. It ends with the space, because most tokenizers
+(Llama 3, Qwen, SmolLM2) write a digit as its own token after a separate space token."""
 
 
 def _digit_mass(position: TokenLogprob) -> tuple[list[float], bool]:
