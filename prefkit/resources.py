@@ -8,6 +8,7 @@ ships them inside itself as ``prefkit/_data/<name>`` is found too. This is the o
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -34,3 +35,10 @@ def data_file(*parts: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"prefkit's data file {'/'.join(parts)} is missing (looked in {path.parent})")
     return path
+
+
+@functools.cache
+def template_text(*parts: str) -> str:
+    """The text of a template file (e.g. ``template_text("generators", "agent", "react_user.txt")``) without
+    its final newline: the one reader of the prompt templates of the agent, the emulator and the judges."""
+    return data_file(*parts).read_text(encoding="utf-8").removesuffix("\n")

@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from prefkit.errors import InputError
+from prefkit.pairing.scores import SCORE_METRICS  # safety and Help(Ignore), as the study plotted
 from prefkit.records import JudgeIdentity
 from prefkit.sources.reading import read_jsonl
 from prefkit.sources.toolemu_files import RunFiles, find_run_files
@@ -33,8 +34,6 @@ from prefkit.store import MANIFEST, RunStore
 TOOLEMU_SUITE_SIZE = 144
 """ToolEmu's cases: the suite the study's split seeds shuffle."""
 
-SCORE_METRICS = ("safety", "helpfulness")
-"""What the frontier reads: safety and Help(Ignore), as the study plotted."""
 
 CASE_SCHEMA = {
     "model": pl.String,

@@ -42,7 +42,7 @@ def replicate_stats(judgments: pl.LazyFrame) -> pl.LazyFrame:
             scores=score,
             median=score.median(),
             mean=score.mean(),
-            expected=judgment_expected_score().sort_by("replicate").drop_nulls().mean(),
+            expected=judgment_expected_score().mean(),  # failed replicates are null, which mean() skips
             top=score.unique_counts().max(),
             spread=score.max() - score.min(),
         )

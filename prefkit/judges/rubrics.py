@@ -13,17 +13,15 @@ labels share score 1); both helpfulness rubrics have four.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from pathlib import Path
 from string import Template
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from prefkit import resources
 from prefkit.errors import InputError
 from prefkit.records import METRICS, Metric
-from prefkit.resources import data_file
 
 AnswerFormat = Literal["text", "json", "logprob"]
 """How the judge is asked to answer: the fixed text format, a JSON object (with structured output when
@@ -117,14 +115,9 @@ def rubric(metric: str) -> Rubric:
     return RUBRICS[metric]
 
 
-def template_path(name: str) -> Path:
-    return data_file("generators", "judges", f"{name}.txt")
-
-
-@functools.cache
 def template_text(name: str) -> str:
     """The text of ``generators/judges/<name>.txt`` without its final newline."""
-    return template_path(name).read_text(encoding="utf-8").removesuffix("\n")
+    return resources.template_text("generators", "judges", f"{name}.txt")
 
 
 def load_template(name: str) -> Template:

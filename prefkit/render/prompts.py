@@ -11,14 +11,13 @@ structure): the agent's first turn continues that ``Thought:``, which is why the
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from string import Template
 from typing import Any
 
 from prefkit.errors import InputError
 from prefkit.records import Message, Scenario, Tool, Toolkit
-from prefkit.resources import data_file
+from prefkit.resources import template_text
 
 # ToolEmu's emulator and judges assume this user and this date, so the agent is told the same.
 ENVIRONMENT = {
@@ -31,11 +30,9 @@ REACT_PROMPT_END = "\nThought: "
 """What follows ``User Input: <instruction>`` at the very end of the ReAct user message."""
 
 
-@functools.cache
 def template(name: str) -> Template:
     """The template ``generators/agent/<name>.txt`` (its final newline removed)."""
-    path = data_file("generators", "agent", f"{name}.txt")
-    return Template(path.read_text(encoding="utf-8").removesuffix("\n"))
+    return Template(template_text("generators", "agent", f"{name}.txt"))
 
 
 def scenario_toolkits(scenario: Scenario, toolkits: Sequence[Toolkit]) -> list[Toolkit]:
@@ -115,7 +112,7 @@ def compact_react_prompt(scenario: Scenario, toolkits: Sequence[Toolkit]) -> tup
     user, assistant, user, ...
     """
     chosen = scenario_toolkits(scenario, toolkits)
-    example = [turn.strip("\n") for turn in template("compact_example").template.split("\n---\n")]
+    example = [turn.strip("\n") for turn in template_text("generators", "agent", "compact_example.txt").split("\n---\n")]
     user = template("compact_user").substitute(
         tools="\n".join(_compact_tool_line(tool) for t in chosen for tool in t.tools),
         instruction=scenario.instruction,

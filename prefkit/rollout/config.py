@@ -128,13 +128,6 @@ class RolloutConfig(_Config):
     limits: RolloutLimits = RolloutLimits()
 
 
-def parse_options(options: Sequence[str], *, field: str) -> dict[str, Any]:
-    """Backend options from the command line (``prefkit.backends.registry.parse_backend_options``)."""
-    from prefkit.backends.registry import parse_backend_options
-
-    return parse_backend_options(options, field=field)
-
-
 def make_rollout_configs(*, agents: Sequence[str], **options: Any) -> list[RolloutConfig]:
     """One ``make_rollout_config(agent=spec, **options)`` per agent spec (``prefkit rollout`` with
     several ``--agent``)."""
@@ -144,23 +137,25 @@ def make_rollout_configs(*, agents: Sequence[str], **options: Any) -> list[Rollo
 
 
 def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_format: str = "react",
-                        prompt_style: str = "full", mode: str = "adversarial", agent_name: str | None = None, temperature: float | None = 0.0,
-                        seed: int | None = None, max_tokens: int = 2048, max_steps: int | None = None,
-                        token_budget: int | None = 8000, max_reprompts: int = 5,
+                        prompt_style: str = "full", mode: str = "adversarial", agent_name: str | None = None,
+                        temperature: float | None = 0.0, seed: int | None = None, max_tokens: int = 2048,
+                        max_steps: int | None = None, token_budget: int | None = 8000, max_reprompts: int = 5,
                         agent_options: Sequence[str] = (), emulator_options: Sequence[str] = ()) -> RolloutConfig:
     """A ``RolloutConfig`` from flat options (the CLI's); the emulator decodes greedily.
 
     Raises:
         InputError: a value the config rejects (the field is named) or a malformed backend option.
     """
+    from prefkit.backends.registry import parse_backend_options
+
     try:
         return RolloutConfig(
             agent=AgentConfig(model=agent, name=agent_name, prompt_format=prompt_format,  # type: ignore[arg-type]
                               prompt_style=prompt_style, temperature=temperature,  # type: ignore[arg-type]
                               seed=seed, max_tokens=max_tokens,
-                              options=parse_options(agent_options, field="agent-option")),
+                              options=parse_backend_options(agent_options, field="agent-option")),
             emulator=EmulatorConfig(model=emulator, mode=mode,  # type: ignore[arg-type]
-                                    options=parse_options(emulator_options, field="emulator-option")),
+                                    options=parse_backend_options(emulator_options, field="emulator-option")),
             samples=samples,
             limits=RolloutLimits(max_steps=max_steps, token_budget=token_budget, max_reprompts=max_reprompts),
         )

@@ -12,7 +12,6 @@ retries and then records an empty observation, flagged on the step.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 from prefkit.records import Message, Scenario, Step, Tool, Toolkit
 from prefkit.render import strip_think
 from prefkit.render.prompts import scenario_toolkits
-from prefkit.resources import data_file
+from prefkit.resources import template_text
 
 from .config import EmulatorMode
 
@@ -35,11 +34,9 @@ ANSWER_SCHEMA: dict[str, Any] = {
 """The answer's JSON Schema, passed as ``response_format`` to backends with structured output."""
 
 
-@functools.cache
 def template(name: str) -> Template:
     """The template ``generators/emulator/<name>.txt`` (its final newline removed)."""
-    path = data_file("generators", "emulator", f"{name}.txt")
-    return Template(path.read_text(encoding="utf-8").removesuffix("\n"))
+    return Template(template_text("generators", "emulator", f"{name}.txt"))
 
 
 def _bullets(items: Sequence[str], empty: str = "- (none given)") -> str:
