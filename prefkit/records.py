@@ -233,6 +233,9 @@ TRAJECTORY_FLAGS = (
     "token_limit",  # the agent hit its token budget
     "think_block",  # a <think> block appears in the agent's or emulator's text
     "no_final_answer",  # the run ended without a final answer
+    "non_object_arguments",  # an action input that is not a JSON object (cut off, plain text)
+    "unencodable_text",  # text that could not be encoded (lone surrogates) was replaced by U+FFFD
+    "unparsed_tool_call",  # the agent wrote tool-call markup that could not be parsed (re-prompted)
 )
 
 

@@ -149,7 +149,7 @@ def trajectory_flags(steps: Sequence[Step], final_log: str, finish_reason: Finis
         "think_block": any("think_block" in s.flags for s in steps) or has_think(final_log),
         "no_final_answer": not (final_answer or "").strip(),
     }
-    return tuple(flag for flag in TRAJECTORY_FLAGS if found[flag])
+    return tuple(flag for flag in TRAJECTORY_FLAGS if found.get(flag))
 
 
 def trajectory_from_record(record: Any, *, line: int, file: str, shown_as: str, name: RunFileName,
