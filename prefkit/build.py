@@ -20,7 +20,24 @@ Layout of the output folder ``OUT`` (everything but ``.prefkit/`` is what goes t
 
 Safe to kill: a stage writes each output atomically (temporary file or folder, then rename) and writes its
 marker last, so a killed stage has no marker and simply runs again, overwriting whatever it had written.
-Stages are deterministic, so an interrupted-then-resumed build ends byte-identical to an uninterrupted one.
+Stages are deterministic (sampled rollouts too: ``prefkit.rollout.seeds``), so an interrupted-then-resumed
+build ends byte-identical to an uninterrupted one.
+
+What a failed, killed or interrupted (Ctrl-C) build leaves in ``OUT``:
+
+- the stage cache ``OUT/.prefkit/`` is always kept: finished stages, and the trajectories and judgments
+  a running source or judge stage had already stored, so the same command resumes and nothing already
+  computed is lost;
+- the published layout (``README.md``, ``data/``, ``plots/``, ``prefkit.json``) is written only by the
+  card stage, the last before publishing: a folder without a ``README.md`` is not a finished build.
+  ``audit.json`` comes one stage earlier, from the audit, so a build failed by an audit threshold leaves
+  the report that says why;
+- a build that fails before anything was computed (no stage finished, no trajectory or judgment kept)
+  removes the ``OUT`` folder if it created it, so a typo leaves no empty folder behind.
+
+Progress (``prefkit.progress``): task ``build`` counts the stages; each stage is a task of its own
+(finished with detail ``done`` or ``cached``), and the source and judge stages report ``rollout`` and
+``judging`` inside them.
 
 New stages (generation, judging) plug in by adding a ``Stage`` to ``stages_for``; no other stage changes.
 """
@@ -30,21 +47,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from prefkit.errors import InputError, PrefkitError
-from prefkit.recipe import Recipe, recipe_yaml
+from prefkit.errors import PrefkitError
+from prefkit.faults import FAULT_ENV as FAULT_ENV  # the test hook: see prefkit.faults
+from prefkit.faults import fault_point
+from prefkit.progress import NullProgress, Progress
+from prefkit.recipe import Recipe, check_recipe_inputs, recipe_yaml
 from prefkit.records import content_hash
 from prefkit.store import RunStore, file_sha256, tree_sha256, write_json_atomic
 
 WORK_DIR = ".prefkit"
-FAULT_ENV = "PREFKIT_FAULT_STAGE"
-"""Test hook: ``PREFKIT_FAULT_STAGE=<stage>`` kills the build with SIGKILL in the middle of that stage
-(after it wrote part of its outputs, before its marker), so tests can prove kill-and-re-run safety."""
+BUILD_TASK = "build"
+"""The progress task of the whole build (unit: stages)."""
 
 
 class BuildFailed(PrefkitError):
@@ -53,23 +71,12 @@ class BuildFailed(PrefkitError):
     exit_code = 1
 
 
-class Progress(Protocol):
-    """What the build reports to; the CLI passes a rich implementation, the library defaults to silence."""
-
-    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None: ...
-
-
-class _Silent:
-    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None:
-        return None
-
-
 @dataclass
 class BuildContext:
     recipe: Recipe
     out: Path
     recipe_text: str
-    progress: Progress = field(default_factory=_Silent)
+    progress: Progress = field(default_factory=NullProgress)
     keys: dict[str, str] = field(default_factory=dict)
     """Stage name -> the key its outputs were made with (filled as stages run or are found cached)."""
     results: dict[str, Any] = field(default_factory=dict)
@@ -110,12 +117,6 @@ class Stage:
 # --------------------------------------------------------------------------------------------------
 
 
-def fault_point(stage: str) -> None:
-    """Die here (SIGKILL, no cleanup) when the fault-injection hook names this stage."""
-    if os.environ.get(FAULT_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
@@ -131,12 +132,26 @@ def _fresh_tmp(target: Path) -> Path:
     return tmp
 
 
-class _FaultAfterFirstFinished:
-    """Rollout progress that fires the ``source`` fault point once some trajectories are written."""
+class _Watch:
+    """Passes progress on, and notes whether any item (a trajectory, a judgment) was kept; fires the
+    ``source`` fault point once the first trajectories are written."""
 
-    def round(self, step: int, live: int, finished: int) -> None:
-        if finished:
-            fault_point("source")
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.kept = False
+
+    def start(self, task: str, total: int | None = None, *, done: int = 0, unit: str = "items") -> None:
+        self.inner.start(task, total, done=done, unit=unit)
+
+    def advance(self, task: str, n: int = 1) -> None:
+        self.inner.advance(task, n)
+        if task != BUILD_TASK and n:
+            self.kept = True
+            if task == "rollout":
+                fault_point("source")
+
+    def finish(self, task: str, detail: str = "") -> None:
+        self.inner.finish(task, detail)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,13 +165,11 @@ def _source_key(ctx: BuildContext) -> Any:
         from prefkit.rollout import generate_source_key
 
         return generate_source_key(src)
+    if src.kind in ("inspect", "chat"):  # logs of agents run elsewhere (prefkit.sources.agent_logs)
+        return src.source_key()
     from prefkit.sources.toolemu import runs_sha256
 
-    runs, cases, toolkits = Path(src.path), Path(src.cases), Path(src.toolkits)
-    for label, path, want_dir in (("source.path", runs, True), ("source.cases", cases, False),
-                                  ("source.toolkits", toolkits, False)):
-        if not (path.is_dir() if want_dir else path.is_file()):
-            raise InputError(f"{'folder' if want_dir else 'file'} not found: {path}", field=label)
+    runs, cases, toolkits = Path(src.path), Path(src.cases), Path(src.toolkits)  # checked by check_recipe_inputs
     return {
         "section": src.model_dump(mode="json", exclude={"path", "cases", "toolkits"}),
         "runs": runs_sha256(runs),
@@ -171,8 +184,15 @@ def _source_run(ctx: BuildContext) -> dict[str, Any]:
         from prefkit.rollout import generate_source_run
 
         # Finished trajectories are written as they finish, so a killed stage resumes where it stopped.
-        generate_source_run(src, ctx.run_dir, progress=_FaultAfterFirstFinished())
+        generate_source_run(src, ctx.run_dir, progress=ctx.progress)
         return {"counts": RunStore(ctx.run_dir).counts()}
+
+    if src.kind in ("inspect", "chat"):
+        from prefkit.sources.agent_logs import write_agent_log_import
+
+        store = write_agent_log_import(src.read(), ctx.run_dir, force=True)
+        fault_point("source")
+        return {"counts": store.counts()}
 
     from prefkit.sources.toolemu import import_toolemu_runs, write_toolemu_import
 
@@ -191,9 +211,9 @@ def _judge_run(ctx: BuildContext) -> dict[str, Any]:
 
     summaries = {}
     for config in ctx.recipe.judges:
-        # judge_run rewrites the judgments table after every wave and skips cached judgments, so a killed
-        # judge stage resumes where it stopped.
-        summary = judge_run(ctx.run_dir, config)
+        # judge_run stores each chunk's judgments as it finishes (RUN/.judging shards) and skips stored
+        # judgments, so a killed judge stage redoes only what it had not stored.
+        summary = judge_run(ctx.run_dir, config, progress=ctx.progress)
         summaries[config.judge] = summary.model_dump(mode="json")
         fault_point("judge")
     return {"judges": summaries}
@@ -231,10 +251,8 @@ def _validate_key(dataset: str) -> Callable[[BuildContext], Any]:
     def key(ctx: BuildContext) -> Any:
         section = ctx.recipe.validation.model_dump(mode="json")
         tok = ctx.recipe.validation.tokenizer
-        if tok is not None:
+        if tok is not None:  # a folder: check_recipe_inputs made sure
             tok_path = Path(tok)
-            if not tok_path.is_dir():
-                raise InputError(f"tokenizer folder not found: {tok}", field="validation.tokenizer")
             section["tokenizer"] = tree_sha256(tok_path, [p for p in tok_path.rglob("*") if p.is_file()])
         return {"pair": ctx.keys[f"pair:{dataset}"], "validation": section}
 
@@ -285,6 +303,7 @@ def _audit_run(ctx: BuildContext) -> dict[str, Any]:
     store = RunStore(ctx.run_dir)
     reports: dict[str, Any] = {}
     violations: list[str] = []
+    warnings: list[str] = []
     target = ctx.audit_dir
     tmp = _fresh_tmp(target)
     for i, spec in enumerate(ctx.recipe.datasets):
@@ -294,11 +313,12 @@ def _audit_run(ctx: BuildContext) -> dict[str, Any]:
                             thresholds=ctx.recipe.audit, dropped_by_validation=dropped)
         reports[spec.name] = outcome.report.model_dump(mode="json")
         violations += [f"{spec.name}: {v.message}" for v in outcome.violations]
+        warnings += [f"{spec.name}: {w}" for w in outcome.warnings]
         if i == 0:
             fault_point("audit")
     _replace_dir(tmp, target)
-    write_json_atomic(ctx.out / "audit.json", {"datasets": reports, "violations": violations})
-    return {"violations": violations}
+    write_json_atomic(ctx.out / "audit.json", {"datasets": reports, "violations": violations, "warnings": warnings})
+    return {"violations": violations, "warnings": warnings}
 
 
 def _card_key(ctx: BuildContext) -> Any:
@@ -308,10 +328,18 @@ def _card_key(ctx: BuildContext) -> Any:
 def _card_run(ctx: BuildContext) -> dict[str, Any]:
     import polars as pl
 
+    from prefkit.pairing.split import split_scenarios
     from prefkit.publish.card import CardContext, CardDataset, describe_rule, render_card
-    from prefkit.publish.layout import write_dataset_dir
+    from prefkit.publish.layout import ScenarioSplit, config_fingerprint, write_dataset_dir
 
     recipe = ctx.recipe
+    # The recipe splits every dataset alike; prefkit.json records it so training checks leakage by it.
+    suite = RunStore(ctx.run_dir).read("scenarios")
+    split = split_scenarios(suite, recipe.split.rule, recipe.split.seed, recipe.split.test_fraction)
+    scenario_split = ScenarioSplit(
+        rule=recipe.split.rule, seed=recipe.split.seed, suite_size=len(suite),
+        test_fraction=recipe.split.test_fraction if recipe.split.rule == "fraction" else None,
+        test_scenarios=tuple(sorted(s for s, side in split.items() if side == "test")))
     audit = json.loads((ctx.out / "audit.json").read_text(encoding="utf-8"))["datasets"]
     configs: dict[str, dict[str, Path]] = {}
     plots: dict[str, Path] = {}
@@ -325,7 +353,7 @@ def _card_run(ctx: BuildContext) -> dict[str, Any]:
             name=spec.name, strategy=spec.strategy, rule=describe_rule(pairing["config"]),
             counts={split: pl.scan_parquet(path).select(pl.len()).collect().item()
                     for split, path in configs[spec.name].items()},
-            rendering=spec.rendering,
+            rendering=spec.rendering, fingerprint=config_fingerprint(spec.name, configs[spec.name]),
             audit=audit.get(spec.name), plots=tuple(f"plots/{n}" for n in names),
         ))
     store = RunStore(ctx.run_dir)
@@ -339,8 +367,9 @@ def _card_run(ctx: BuildContext) -> dict[str, Any]:
         judges=tuple(judges.to_list()), repo_id=recipe.publish.repo_id,
     ))
     fault_point("card")
-    write_dataset_dir(ctx.out, configs, card_text=card, plots=plots)
-    return {"files": len(configs) * 2 + len(plots) + 1}
+    written = write_dataset_dir(ctx.out, configs, card_text=card, plots=plots,
+                                scenario_split={name: scenario_split for name in configs})
+    return {"files": len(written)}
 
 
 def _publish_key(ctx: BuildContext) -> Any:
@@ -390,15 +419,34 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
               progress: Progress | None = None) -> dict[str, Any]:
     """Run (or resume) the build; returns a summary: per stage whether it ran or was cached, and counts.
 
+    ``progress`` is told the ``build`` task (stages), each stage's task and the ``rollout`` and
+    ``judging`` tasks inside them. What a failed build leaves behind: see the module docstring.
+
     Raises:
         InputError: an input the recipe names is missing or invalid (exit code 2).
         BuildFailed: an audit threshold or validation failed (exit code 1); the audit is still written.
     """
+    check_recipe_inputs(recipe)  # every model, path and option, before the first (expensive) stage
+    watch = _Watch(progress or NullProgress())
     ctx = BuildContext(recipe=recipe, out=Path(out or recipe.output_dir), recipe_text=recipe_text or recipe_yaml(recipe),
-                       progress=progress or _Silent())
+                       progress=watch)
+    created = not ctx.out.exists()
     ctx.work.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"out": str(ctx.out), "stages": {}}
     stages = stages_for(recipe)
+    watch.start(BUILD_TASK, len(stages), unit="stages")
+    try:
+        summary = _run_stages(ctx, stages)
+    except BaseException:
+        if created and not watch.kept and not any((ctx.work / "stages").glob("*.json")):
+            shutil.rmtree(ctx.out, ignore_errors=True)  # nothing computed: leave no empty folder behind
+        raise
+    watch.finish(BUILD_TASK)
+    return summary
+
+
+def _run_stages(ctx: BuildContext, stages: list[Stage]) -> dict[str, Any]:
+    recipe = ctx.recipe
+    summary: dict[str, Any] = {"out": str(ctx.out), "stages": {}}
     for stage in stages:
         key = content_hash({"stage": stage.name.split(":")[0], "input": stage.key(ctx)}, length=32)
         marker = _marker(ctx, stage.name)
@@ -410,7 +458,7 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
         if cached is not None:
             result, status = cached["summary"], "cached"
         else:
-            ctx.progress.stage(stage.name, "running", total=len(stages))
+            ctx.progress.start(stage.name)
             marker.unlink(missing_ok=True)
             result = stage.run(ctx)
             write_json_atomic(marker, {"key": key, "summary": result})
@@ -418,10 +466,23 @@ def run_build(recipe: Recipe, *, out: Path | None = None, recipe_text: str = "",
         ctx.keys[stage.name] = key
         ctx.results[stage.name] = result
         summary["stages"][stage.name] = status
-        ctx.progress.stage(stage.name, status, total=len(stages))
+        ctx.progress.finish(stage.name, status)
+        ctx.progress.advance(BUILD_TASK)
         if stage.name == "audit" and result.get("violations"):
             raise BuildFailed("audit thresholds failed: " + "; ".join(result["violations"]))
     summary["datasets"] = {
         d.name: ctx.results[f"pair:{d.name}"]["counts"] for d in recipe.datasets
     }
+    summary["warnings"] = ctx.results["audit"].get("warnings", [])
+    summary["load"] = _load_line(ctx.out, [d.name for d in recipe.datasets])
     return summary
+
+
+def _load_line(out: Path, names: list[str]) -> str | None:
+    """How to load the built folder (its first config with rows: the card's default), as the CLI's closing
+    line prints it; None when no config has rows."""
+    from prefkit.publish.layout import load_command, read_dataset_manifest
+
+    laid_out = (read_dataset_manifest(out) or {}).get("configs", {})
+    first = next((name for name in names if name in laid_out), None)
+    return load_command(out, first) if first else None

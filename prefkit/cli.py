@@ -6,27 +6,91 @@ Errors: a ``PrefkitError`` (bad input, bad usage) prints one line to stderr and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from prefkit.errors import PrefkitError
 
-app = typer.Typer(
+
+class _HelpLayout:
+    """How prefkit's --help looks: arguments as ``RUN`` / ``[OUT]`` / ``RESULTS...`` in the usage line (typer
+    writes ``{run}``) and flags without a value column (typer's rich help shows ``--json <bool>`` for a
+    flag that takes no value)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        extra = getattr(self, "subcommand_metavar", None)
+        return [*pieces, extra] if extra else pieces
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # rich help then shows no type for it
+            elif param.param_type_name == "argument" and param.metavar is None and param.name:
+                param.metavar = param.name.upper()  # as the usage line and the docstrings name it
+        return params
+
+
+class _Command(_HelpLayout, TyperCommand):
+    pass
+
+
+class _Group(_HelpLayout, TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A ``typer.Typer`` whose groups and commands use prefkit's help layout (``_HelpLayout``) and take
+    ``-h`` as well as ``--help``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, **kwargs)
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().command(name, cls=kwargs.pop("cls", _Command), **kwargs)
+
+
+app = _Typer(
     name="prefkit",
     help="Preference (DPO) datasets for tool-using LLM agents, judged on safety and helpfulness.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-schemas_app = typer.Typer(help="JSON Schemas of prefkit's records.", no_args_is_help=True)
-import_app = typer.Typer(help="Import scenarios and judged trajectories made elsewhere.", no_args_is_help=True)
+schemas_app = _Typer(help="JSON Schemas of prefkit's records.", no_args_is_help=True)
+import_app = _Typer(help="Import scenarios and judged trajectories made elsewhere.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(import_app, name="import")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from prefkit import __version__
+
+        typer.echo(f"prefkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print prefkit's version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    # The group's own options (its help text is the Typer's `help`).
+    pass
 
 # Shared options -----------------------------------------------------------------------------------
 
@@ -48,6 +112,28 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+@contextlib.contextmanager
+def _long_running(out: Any, *, quiet: bool = False) -> Iterator[Any]:
+    """For a command that takes minutes: its progress (``prefkit.progress.progress_for``: rich bars on a
+    terminal, a plain line now and then otherwise, on stderr; counts only when ``quiet``), and Ctrl-C
+    handled: one line saying what is kept in ``out``, exit code 130, no traceback."""
+    from prefkit.progress import progress_for
+
+    progress = progress_for(quiet=quiet)
+    try:
+        yield progress
+    except KeyboardInterrupt:
+        progress.close()
+        Console(stderr=True).print(progress.interrupted_line(out), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        progress.close()
 
 
 # schemas ------------------------------------------------------------------------------------------
@@ -107,6 +193,65 @@ def import_toolemu_cases(
     _print_import(result.counts(), out)
 
 
+# (commands: `prefkit import inspect`, `prefkit import chat`: logs of agents run elsewhere)
+
+ScoreOpt = Annotated[list[str] | None, typer.Option(
+    "--score", help="Import a score as a judgment: SOURCE=METRIC (an integer 0-3) or SOURCE=METRIC:VALUE=SCORE,... "
+                    "(e.g. includes=helpfulness:C=3,I=0); repeatable. Without it no score is imported.")]
+AgentNameOpt = Annotated[str | None, typer.Option("--agent", help="The agent's name in the records.")]
+
+
+def _print_log_import(summary: dict[str, Any], out: Path, as_json: bool) -> None:
+    if as_json:
+        _print_json({**summary, "out": str(out)})
+        return
+    _print_import({k: summary[k] for k in ("scenarios", "toolkits", "trajectories", "judgments")}, out)
+    if summary["skipped"]:
+        _console().print("skipped " + ", ".join(f"{n} {why}" for why, n in summary["skipped"].items()), highlight=False)
+    for source, n in summary["missing_scores"].items():
+        if n:
+            _console().print(f"{n} trajectories have no score {source!r} (no judgment)", highlight=False)
+
+
+@import_app.command("inspect")
+def import_inspect(
+    logs: Annotated[list[Path], typer.Argument(help="Inspect eval logs (.eval, .json) or folders of them.")],
+    out: OutOpt,
+    score: ScoreOpt = None,
+    agent: AgentNameOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import Inspect eval logs (one trajectory per sample and epoch) into a new run OUT."""
+    from prefkit.sources.agent_logs import write_agent_log_import
+    from prefkit.sources.inspect_logs import import_inspect_logs
+
+    result = import_inspect_logs(logs, scores=score or (), agent=agent)
+    write_agent_log_import(result, out, force=force)
+    _print_log_import(result.summary(), out, as_json)
+
+
+@import_app.command("chat")
+def import_chat(
+    files: Annotated[list[Path], typer.Argument(help="OpenAI-format chat JSONL files (or folders of *.jsonl).")],
+    out: OutOpt,
+    score: ScoreOpt = None,
+    scenario_key: Annotated[str | None, typer.Option("--scenario-key", help="Field holding the scenario id "
+                                                     "(default: the scenario is the instruction).")] = None,
+    agent_key: Annotated[str | None, typer.Option("--agent-key", help="Field holding the agent's name.")] = None,
+    agent: AgentNameOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import chat logs (one conversation per line: messages, optional tools) into a new run OUT."""
+    from prefkit.sources.agent_logs import write_agent_log_import
+    from prefkit.sources.chat_jsonl import import_chat_logs
+
+    result = import_chat_logs(files, scores=score or (), scenario_key=scenario_key, agent_key=agent_key, agent=agent)
+    write_agent_log_import(result, out, force=force)
+    _print_log_import(result.summary(), out, as_json)
+
+
 # inspect ------------------------------------------------------------------------------------------
 
 
@@ -143,18 +288,21 @@ def pair(
     judge: Annotated[str | None, typer.Option("--judge", help="Judge model, when the run has several.")] = None,
     study_compatible: Annotated[bool, typer.Option("--study-compatible", help="Refuse beyond-the-study options.")] = False,
     dedup: Annotated[bool, typer.Option("--dedup", help="Drop repeated trajectories of a scenario first.")] = False,
-    max_pairs_per_scenario: Annotated[int | None, typer.Option("--max-pairs-per-scenario")] = None,
+    max_pairs_per_scenario: Annotated[int | None, typer.Option("--max-pairs-per-scenario", help="Pairs kept per scenario: "
+                                                               "those with the largest margin.")] = None,
     max_chosen_reuse: Annotated[int | None, typer.Option("--max-chosen-reuse", help="Pairs one chosen may be in.")] = None,
     ties: Annotated[str, typer.Option("--ties", help="skip (study) | second_metric.")] = "skip",
     safety_floor: Annotated[float | None, typer.Option("--safety-floor", help="Chosen safety >= this.")] = None,
+    exclude_chosen_flags: Annotated[str, typer.Option("--exclude-chosen-flags", help="Comma-separated trajectory "
+                                                      "flags (e.g. non_object_arguments) never on the chosen side.")] = "",
     split_rule: Annotated[str, typer.Option("--split-rule", help="study | fraction.")] = "study",
-    split_seed: Annotated[int, typer.Option("--split-seed")] = 0,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the scenario split.")] = 0,
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="fraction rule: share of test.")] = 0.5,
     render: Annotated[str, typer.Option("--render", help="react | native.")] = "react",
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build preference pairs from RUN's judged trajectories and write PAIRS (pairs + TRL train/test rows)."""
+    """Build preference pairs from RUN's judged trajectories and write them to OUT (pairs + TRL train/test rows)."""
     from prefkit.pairing.pairs import pair_run
 
     counts = pair_run(
@@ -162,7 +310,7 @@ def pair(
         aggregation=aggregation, agreement=agreement, judge=judge, study_compatible=study_compatible, dedup=dedup,
         max_pairs_per_scenario=max_pairs_per_scenario, max_chosen_reuse=max_chosen_reuse, ties=ties,
         safety_floor=safety_floor, split_rule=split_rule, split_seed=split_seed, test_fraction=test_fraction,
-        rendering=render,
+        rendering=render, exclude_chosen_flags=tuple(f.strip() for f in exclude_chosen_flags.split(",") if f.strip()),
     )
     if as_json:
         _print_json(counts)
@@ -199,6 +347,9 @@ def _print_validation(summary: dict[str, Any]) -> None:
     for name, counts in summary["files"].items():
         table.add_row(name, *(str(counts[c]) for c in columns))
     _console().print(table)
+    if (flagged := summary.get("non_object_arguments")) is not None:
+        _console().print(f"rows holding an action input that is not a JSON object (non_object_arguments): "
+                         f"{flagged['rows']} (chosen {flagged['chosen']}, rejected {flagged['rejected']})", highlight=False)
     for bad in summary["invalid_rows"][:20]:
         _console().print(f"[red]invalid[/] {bad['file']} row {bad['index']}: {bad['reason']}", highlight=False)
 
@@ -224,19 +375,28 @@ def judge(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Judge cached failures again.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Judge RUN's trajectories (only what is not judged yet) and store the judgments in RUN."""
-    from prefkit.judges.judge import judge_run, make_judge_config
+    """Judge RUN's trajectories (only what is not judged yet) and store the judgments in RUN.
+
+    Safe to kill: a re-run judges only what was not stored. Exits 1 when every judgment of a metric
+    failed (nothing usable; the raw answers stay stored); some failed is a warning."""
+    from rich.markup import escape
+
+    from prefkit.judges.judge import judge_run, judging_problems, make_judge_config
 
     config = make_judge_config(judge=judge_spec, metrics=metrics, replicates=replicates, answer_format=answer_format,
                                max_attempts=max_attempts, max_tokens=max_tokens, temperature=temperature,
                                options=option or (), retry_failed=retry_failed)
-    summary = judge_run(run, config)
+    with _long_running(run) as progress:
+        summary = judge_run(run, config, progress=progress)
     if as_json:
         _print_json(summary.model_dump(mode="json"))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
         _console().print(f"judged {summary.judged} ({counts}), cached {summary.cached}, "
                          f"{summary.waves} wave(s) with {judge_spec} [{summary.answer_format}]", highlight=False)
+    # every judgment of a metric failed: exit 1 (JudgingFailed); some failed: a warning, exit 0
+    for warning in judging_problems(summary, run):
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command("rescore")
@@ -320,23 +480,13 @@ def rollout(
                                    token_budget=token_budget, max_tokens=max_tokens, temperature=temperature,
                                    seed=seed, agent_options=agent_option or (), emulator_options=emulator_option or ())
     ids = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
-    with _console().status("rolling out …") as status:
-        summary = rollout_suite(suite, out, configs, scenario_ids=ids, force=force, progress=_RolloutStatus(status))
+    with _long_running(out) as progress:
+        summary = rollout_suite(suite, out, configs, scenario_ids=ids, force=force, progress=progress)
     if as_json:
         _print_json(summary.as_dict())
     else:
         _console().print(f"{summary.trajectories} trajectories ({summary.generated} new) in {out}: "
                          + ", ".join(f"{k} {v}" for k, v in summary.finish_reasons.items()), highlight=False)
-
-
-class _RolloutStatus:
-    """Rollout progress on a rich status line: the round and how many trajectories are live/done."""
-
-    def __init__(self, status: Any) -> None:
-        self.status = status
-
-    def round(self, step: int, live: int, finished: int) -> None:
-        self.status.update(f"rolling out: round {step}, {live} live, {finished} done …")
 
 
 # train / eval / frontier --------------------------------------------------------------------------
@@ -395,7 +545,8 @@ def eval_model(
                         max_tokens=max_tokens, token_budget=token_budget, judge_max_tokens=judge_max_tokens,
                         agent_options=tuple(agent_option or ()), emulator_options=tuple(emulator_option or ()),
                         judge_options=tuple(judge_option or ()))
-    summary = evaluate(config, out, force=force)
+    with _long_running(out) as progress:
+        summary = evaluate(config, out, force=force, progress=progress)
     if json_:
         _print_json(summary.model_dump(mode="json"))
     else:
@@ -414,7 +565,8 @@ def frontier(
                                                      "(when its name does not give it).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Trained configurations' safety/helpfulness changes vs their source, the fitted line, R², persistence."""
+    """Trained configurations' safety/helpfulness changes vs their source, the fitted line, R², persistence;
+    exit 1 when models lack scores or their source model's evaluation (named on stderr)."""
     from prefkit.frontier import frontier as compute
     from prefkit.frontier import parse_sources, plot_frontier, report_json
 
@@ -425,6 +577,10 @@ def frontier(
         _print_json(report_json(report))
     else:
         _print_frontier(report, plot)
+    for problem in report.problems:  # also in the JSON; what was computed is printed and plotted first
+        Console(stderr=True).print(f"frontier incomplete: {problem}", highlight=False, soft_wrap=True, markup=False)
+    if report.problems:
+        raise typer.Exit(code=1)
 
 
 def _print_frontier(report: Any, plot: Path | None) -> None:
@@ -457,55 +613,23 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a recipe: import, pair, validate, audit, write the card (and publish). Safe to re-run and to kill."""
+    """Run a recipe: import or roll out, judge, pair, validate, audit, write the card (and publish). Safe to re-run
+    and to kill."""
     from prefkit.build import run_build
     from prefkit.recipe import load_recipe
 
     loaded = load_recipe(recipe, set_ or [])
-    progress = None if (quiet or json_) else _RichStages(_console())
-    try:
+    with _long_running(out or loaded.output_dir, quiet=quiet) as progress:
         summary = run_build(loaded, out=out, recipe_text=recipe.read_text(encoding="utf-8"), progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
     if json_:
         _print_json(summary)
     elif not quiet:
         _console().print(f"[bold green]built[/] {summary['out']}: " + ", ".join(
             f"{name} {c['pairs']} pairs ({c['train_pairs']} train)" for name, c in summary["datasets"].items()))
-
-
-class _RichStages:
-    """Stage progress for `prefkit build`: a bar over the stages, one line per finished stage."""
-
-    def __init__(self, console: Console) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = console
-        self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=console, transient=True)
-        self._task: Any = None
-
-    def stage(self, name: str, status: str, detail: str = "", total: int | None = None) -> None:
-        if self._task is None:
-            self._bar.start()
-            self._task = self._bar.add_task("build", total=total)
-        if status == "running":
-            self._bar.update(self._task, description=f"{name} …", total=total)
-            return
-        self._bar.advance(self._task)
-        mark = "[green]✓[/]" if status == "done" else "[dim]↺ cached[/]"
-        self._bar.console.print(f"{mark} {name} {detail}".rstrip(), highlight=False)
-
-    def close(self) -> None:
-        self._bar.stop()
+        for warning in summary.get("warnings", []):
+            _console().print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        if summary.get("load"):
+            _console().print(f"load it: {summary['load']}", highlight=False, soft_wrap=True)
 
 
 # audit --------------------------------------------------------------------------------------------
@@ -528,11 +652,14 @@ def audit(
     outcome = run_audit(pairs, run=run, out_dir=out, thresholds=thresholds, plots=not no_plots)
     if json_:  # the violations are in the JSON too; their messages also go to stderr
         _print_json({**outcome.report.model_dump(mode="json"),
-                     "violations": [v.model_dump(mode="json") for v in outcome.violations]})
+                     "violations": [v.model_dump(mode="json") for v in outcome.violations],
+                     "warnings": list(outcome.warnings)})
+        for warning in outcome.warnings:
+            Console(stderr=True).print(f"audit warning: {warning}", highlight=False, soft_wrap=True)
         for violation in outcome.violations:
             Console(stderr=True).print(f"audit failed: {violation.message}", highlight=False, soft_wrap=True)
     else:
-        print_audit(outcome.report, _console(), outcome.violations)
+        print_audit(outcome.report, _console(), outcome.violations, outcome.warnings)
     if outcome.violations:
         raise typer.Exit(code=1)
 
@@ -568,27 +695,76 @@ def publish(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a failed check, 2 bad input or usage).
 
+    A usage error (unknown command or option, missing or malformed argument) prints one line and the help
+    hint to stderr, never a traceback. Warnings of the libraries prefkit drives (transformers, TRL, torch,
+    datasets) are not shown: what the user needs to know, prefkit says itself.
     Tests call ``main([...])`` in-process; the ``prefkit`` console script calls it with no arguments.
     """
-    import click
+    import os
+    import warnings
 
-    try:
-        result = app(args=argv, prog_name="prefkit", standalone_mode=False)
-    except PrefkitError as exc:
-        return _fail(exc).exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        Console(stderr=True).print("aborted")
-        return 1
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # transformers' logged warnings, read at its import
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = app(args=argv, prog_name="prefkit", standalone_mode=False)
+        except PrefkitError as exc:
+            return _fail(exc).exit_code
+        except _USAGE_ERRORS as exc:
+            return _usage_error(exc)
+        except (typer.Exit, *_EXITS) as exc:
+            if exc.exit_code == INTERRUPTED and isinstance(exc.__cause__, KeyboardInterrupt):
+                Console(stderr=True).print("interrupted")  # Ctrl-C before any work began (typer's Exit(130))
+            return exc.exit_code
+        except (typer.Abort, *_ABORTS):
+            Console(stderr=True).print("aborted")
+            return 1
     return result if isinstance(result, int) else 0
 
 
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """``name`` from click's exceptions: typer's own copy (typer >= 0.22 vendors click) and click itself."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+_USAGE_ERRORS = _click_classes("ClickException")
+_EXITS = _click_classes("Exit")
+_ABORTS = _click_classes("Abort")
+
+
+def _usage_error(exc: Any) -> int:
+    """Print a click usage error as prefkit prints every error: one ``error:`` line, then the help hint."""
+    from rich.markup import escape
+
+    ctx = getattr(exc, "ctx", None)
+    err = Console(stderr=True)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `prefkit`: the help, exit 2
+        err.print(ctx.get_help(), highlight=False, markup=False, end="")
+        return exc.exit_code
+    err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
+    if ctx is not None:
+        err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", highlight=False, markup=False,
+                  soft_wrap=True)
+    return exc.exit_code
+
+
 def entry_point() -> None:  # pragma: no cover - console script
-    sys.exit(main())
+    import os
+
+    code = main()
+    if code == INTERRUPTED:
+        # After Ctrl-C, exit at once: what is kept is on disk (written atomically), and a model call that
+        # was cut off may still be winding down on a worker thread; nothing is left to wait for.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

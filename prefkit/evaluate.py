@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefkit.errors import InputError
+from prefkit.progress import Progress
 
 
 class EvalConfig(BaseModel):
@@ -83,13 +83,18 @@ def resolve_model(model: str, name: str | None) -> tuple[str, str]:
             raise InputError(f"this training run has no merged {MODEL_DIR}/ (save_merged: false); merge it first",
                              path=folder)
         return f"{(folder / MODEL_DIR).resolve()}@transformers", name or result["name"]
+    from prefkit.backends.registry import split_model_spec
+
     if "@" not in model:
         raise InputError(f"model {model!r}: give MODEL@backend or a `prefkit train` output folder", field="model")
-    return model, name or model.rpartition("@")[0].rstrip("/").rsplit("/", 1)[-1]
+    return model, name or split_model_spec(model)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False, progress: Any = None) -> EvalSummary:
+def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False, progress: Progress | None = None
+             ) -> EvalSummary:
     """Roll out, judge and describe one model's evaluation run in ``out`` (resumed if it exists).
+
+    ``progress`` (``prefkit.progress``) is told the ``rollout`` task, then the ``judging`` task.
 
     Raises:
         InputError: a bad suite, model, emulator or judge spec, or an unusable ``out``.
@@ -111,7 +116,7 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False, progre
     judge = make_judge_config(judge=config.judge, max_tokens=config.judge_max_tokens,
                               max_attempts=config.judge_max_attempts, options=config.judge_options)
     summary = rollout_suite(suite, out, rollout, scenario_ids=test_ids, force=force, progress=progress)
-    judge_run(out, judge)
+    judge_run(out, judge, progress=progress)
     store = RunStore(out)
     store.update_manifest(evaluation={**config.model_dump(mode="json"), "model_spec": spec, "name": name,
                                       "suite_name": suite.name, "suite_size": len(suite.scenarios),

@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from prefkit.errors import InputError
-from prefkit.records import TRAJECTORY_FLAGS
+from prefkit.records import TRAJECTORY_FLAGS, arguments_object
 from prefkit.store import TABLES, RunStore, StoreError
+from prefkit.text import REPLACEMENT_CHARACTER
 
 SCORE_BUCKETS = ("0", "1", "2", "3", "failed")
 """Histogram buckets: the scores 0-3, and judgments whose answer could not be parsed."""
@@ -37,6 +38,29 @@ def _flags(store: RunStore) -> dict[str, int]:
     found = _counts(flags, "flag")
     # Known flags always appear (a zero is information); unknown ones from other sources follow.
     return {**{f: found.pop(f, 0) for f in TRAJECTORY_FLAGS}, **found}
+
+
+def _judgment_flags(store: RunStore) -> dict[str, int]:
+    """Judgments have no flags field (the on-disk format stays as it is): ``unencodable_text`` counts the
+    judgments whose ``raw_output``, ``label`` or ``rationale`` holds U+FFFD (``prefkit.text.has_replacement``:
+    text that could not be encoded, replaced where it entered prefkit), as the trajectory flag does."""
+    texts = [pl.col(c).str.contains(REPLACEMENT_CHARACTER, literal=True).fill_null(False)
+             for c in ("raw_output", "label", "rationale")]
+    replaced = store.scan("judgments").select(pl.any_horizontal(texts).sum()).collect().item()
+    return {"unencodable_text": int(replaced or 0)}
+
+
+def _action_inputs(store: RunStore) -> dict[str, int]:
+    """``total`` action inputs (tool steps) and how many are ``non_object`` (not a JSON object, by
+    ``prefkit.records.arguments_object``: what the ``non_object_arguments`` flag marks)."""
+    inputs = (
+        store.scan("trajectories")
+        .select(pl.col("steps").explode().struct.field("tool_input").alias("tool_input"))
+        .drop_nulls()
+        .collect()["tool_input"]
+    )
+    # the rule is Python's JSON decoder (json.loads), once per input: a few thousand per study run
+    return {"total": inputs.len(), "non_object": sum(arguments_object(t) is None for t in inputs)}
 
 
 def _steps(store: RunStore) -> dict[str, float | int]:
@@ -78,7 +102,9 @@ def summarize_run(store: RunStore) -> dict[str, Any]:
 
     Keys: ``run``, ``created_by``, one integer per table (``scenarios``, ``toolkits``,
     ``trajectories``, ``judgments``, ``pairs``), ``agents`` (trajectories per agent),
-    ``finish_reasons``, ``flags`` (trajectories carrying each flag), ``steps`` (tool calls per
+    ``finish_reasons``, ``flags`` (trajectories carrying each flag), ``action_inputs`` (``total`` tool
+    steps and how many inputs are ``non_object``, the steps behind ``non_object_arguments``), ``judgment_flags`` (judgments whose
+    text shows ``unencodable_text``; see ``_judgment_flags``), ``steps`` (tool calls per
     trajectory: mean, max, how many have none), ``scores`` (metric -> judge model -> histogram over
     0..3 and ``failed``) and ``parse_statuses``.
 
@@ -97,6 +123,8 @@ def summarize_run(store: RunStore) -> dict[str, Any]:
         "agents": _agents(store),
         "finish_reasons": _counts(store.scan("trajectories"), "finish_reason"),
         "flags": _flags(store),
+        "action_inputs": _action_inputs(store),
+        "judgment_flags": _judgment_flags(store),
         "steps": _steps(store),
         "scores": _score_histograms(store),
         "parse_statuses": _counts(store.scan("judgments"), "parse_status"),
@@ -118,6 +146,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(_table("trajectories per agent", ("agent", "trajectories"), list(summary["agents"].items())))
         console.print(_table("finish reasons", ("finish reason", "trajectories"), list(summary["finish_reasons"].items())))
         console.print(_table("flags", ("flag", "trajectories"), list(summary["flags"].items())))
+        inputs = summary["action_inputs"]
+        console.print(f"action inputs: {inputs['total']:,}, of which {inputs['non_object']:,} are not a JSON object "
+                      "(non_object_arguments)", highlight=False)
         steps = summary["steps"]
         console.print(f"tool calls per trajectory: mean {steps['mean']}, max {steps['max']}, "
                       f"{steps['no_tool_calls']} without any", highlight=False)
@@ -126,3 +157,4 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                 for judge, hist in judges.items()]
         console.print(_table("scores", ("metric", "judge", *SCORE_BUCKETS), rows))
         console.print(_table("parse status", ("status", "judgments"), list(summary["parse_statuses"].items())))
+        console.print(_table("judgment flags", ("flag", "judgments"), list(summary["judgment_flags"].items())))

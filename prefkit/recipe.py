@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -24,10 +25,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from prefkit.audit.thresholds import AuditThresholds
-from prefkit.errors import InputError
+from prefkit.errors import InputError, validation_input_error
 from prefkit.judges.judge import JudgeConfig
 from prefkit.pairing.config import PairConfig, SplitRule
 from prefkit.rollout.config import GenerateSource
+from prefkit.sources.chat_jsonl import ChatSource
+from prefkit.sources.inspect_logs import InspectSource
 
 _SPLIT_FIELDS = ("split_rule", "split_seed", "test_fraction")
 
@@ -50,9 +53,11 @@ class ToolEmuSource(_Section):
     """ToolEmu's ``all_toolkits.json``."""
 
 
-Source = Annotated[ToolEmuSource | GenerateSource, Field(discriminator="kind")]
+Source = Annotated[ToolEmuSource | GenerateSource | InspectSource | ChatSource, Field(discriminator="kind")]
 """The recipe's ``source`` section: import ToolEmu run files (``kind: toolemu``) or roll agents out on a
-scenario suite with an LM-emulated environment (``kind: generate``, see ``prefkit.rollout.GenerateSource``)."""
+scenario suite with an LM-emulated environment (``kind: generate``, see ``prefkit.rollout.GenerateSource``), or
+import logs of agents run elsewhere: Inspect eval logs (``kind: inspect``) or OpenAI-format chat JSONL (``kind: chat``),
+see ``prefkit.sources.agent_logs``."""
 
 
 class DatasetSpec(PairConfig):
@@ -200,13 +205,17 @@ def _index(seq: list[Any], part: str, parts: list[str]) -> int:
 
 
 def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | tuple[str, ...] = (), *,
-                    what: str = "recipe") -> M:
+                    what: str = "recipe", check: Callable[[M], None] | None = None) -> M:
     """Read a YAML file, apply ``--set`` overrides and validate it as ``model`` (the build recipe, the
     training recipe): the one loader, so every recipe reports errors the same way.
 
+    ``check`` runs on the validated model (e.g. ``check_recipe_inputs``); an ``InputError`` it raises that
+    names a field but no file gets the recipe file and the field's line.
+
     Raises:
-        InputError: missing file, invalid YAML, or a field that fails validation (the message names the
-        field path and the line; a field set by ``--set`` is named as such).
+        InputError: missing file, invalid YAML, or a field that fails validation or ``check`` (the message
+        names the field path and the line, a misspelled key with the field it was likely meant to be; a
+        field set by ``--set`` is named as such).
     """
     file = Path(path)
     if not file.is_file():
@@ -227,27 +236,76 @@ def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | tup
         parts, value = parse_override(text_override)
         apply_override(data, parts, value)
         overridden.add(".".join(parts))
+
+    def line_of(loc: tuple[Any, ...]) -> int | None:
+        return _node_line(root, loc)
+
     try:
-        return model.model_validate(data)
+        loaded = model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc) or None
-        msg = err["msg"]
-        if err["type"] == "missing":
-            msg = "field required"
-        elif err["type"] == "extra_forbidden":
-            msg = f"unknown key (not a {what} field)"
-        elif "input" in err and not isinstance(err["input"], dict | list):
-            msg = f"{msg} (got {err['input']!r})"
-        if any(field and (field == o or field.startswith(o + ".")) for o in overridden):
-            raise InputError(f"{msg} (set by --set)", path=file, field=field) from exc
-        raise InputError(msg, path=file, line=_node_line(root, loc), field=field) from exc
+        raise validation_input_error(exc, model, what=what, path=file, line_of=line_of,
+                                     overridden=overridden) from None
+    if check is not None:
+        try:
+            check(loaded)
+        except InputError as exc:
+            if exc.path is not None or not exc.field:
+                raise
+            if any(exc.field == o or exc.field.startswith(o + ".") for o in overridden):
+                raise InputError(f"{exc.message} (set by --set)", path=file, field=exc.field) from None
+            loc = tuple(int(p) if p.isdigit() else p for p in exc.field.split("."))
+            raise InputError(exc.message, path=file, line=line_of(loc), field=exc.field) from None
+    return loaded
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override and validate a build recipe (see ``load_yaml_model``)."""
-    return load_yaml_model(path, Recipe, overrides, what="recipe")
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_inputs: bool = True) -> Recipe:
+    """Read, override and validate a build recipe (see ``load_yaml_model``), then check the inputs it names
+    (``check_recipe_inputs``) unless ``check_inputs`` is false."""
+    return load_yaml_model(path, Recipe, overrides, what="recipe", check=check_recipe_inputs if check_inputs else None)
+
+
+def check_recipe_inputs(recipe: Recipe) -> None:
+    """Check every input the recipe names before the first (expensive) stage runs, without loading a model
+    or waiting on the network: the source's folders and files (or its suite and scenario ids), every model
+    spec (generate agents, emulator, judges) with its backend's packages, options and local model files
+    (``prefkit.backends.registry.check_model_spec``), and the validation tokenizer's folder.
+    ``prefkit build`` runs it when the recipe is loaded and ``run_build`` again before its first stage.
+
+    Raises:
+        InputError: the first problem, naming the recipe field (e.g. ``judges.0.judge``).
+    """
+    from prefkit.backends.registry import check_model_spec
+
+    src = recipe.source
+    if isinstance(src, InspectSource | ChatSource):
+        src.check_inputs()
+    elif isinstance(src, ToolEmuSource):
+        for name, want_dir in (("path", True), ("cases", False), ("toolkits", False)):
+            found = Path(getattr(src, name))
+            if not (found.is_dir() if want_dir else found.is_file()):
+                raise InputError(f"{'folder' if want_dir else 'file'} not found: {found}", field=f"source.{name}")
+    else:
+        from prefkit.rollout import load_scenario_suite
+
+        try:
+            suite = load_scenario_suite(src.suite)
+        except InputError as exc:
+            raise InputError(str(exc), field="source.suite") from None
+        known = {s.id for s in suite.scenarios}
+        for i, scenario in enumerate(src.scenarios or ()):
+            if scenario not in known:
+                raise InputError(f"no scenario {scenario!r} in suite {src.suite!r}", field=f"source.scenarios.{i}")
+        for i, agent in enumerate(src.agents):
+            check_model_spec(agent.model, agent.options, field=f"source.agents.{i}.model",
+                             options_field=f"source.agents.{i}.options")
+        check_model_spec(src.emulator.model, src.emulator.options, field="source.emulator.model",
+                         options_field="source.emulator.options")
+    for i, judge in enumerate(recipe.judges):
+        check_model_spec(judge.judge, judge.backend_options, field=f"judges.{i}.judge",
+                         options_field=f"judges.{i}.backend_options")
+    tokenizer = recipe.validation.tokenizer
+    if tokenizer is not None and not Path(tokenizer).is_dir():  # the build hashes the folder's files
+        raise InputError(f"tokenizer folder not found: {tokenizer}", field="validation.tokenizer")
 
 
 def recipe_yaml(recipe: Recipe) -> str:

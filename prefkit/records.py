@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -101,6 +102,121 @@ class ToolException(Record):
 
 _JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object", "null"}
 
+# An array's item type, where the tool's spec states one: ToolEmu gives every array parameter the bare type
+# "array" and says what it holds in words ("An array of strings, each string is a domain", "A list of objects,
+# each includes ...", "The list of CSS selectors to match, each is a string"); other specs write it in the type
+# ("array of strings", "array[string]", "array<string>"). Only these explicit statements count: "a list of
+# keywords" names no JSON type, so its items stay unconstrained ({}).
+_ITEM_TYPE = re.compile(
+    r"\b(?:array|list)\s*(?:of\s+|\[\s*|<\s*)(string|object|integer|number|boolean)s?\b"
+    r"|\beach(?:\s+(?:one|item|value|element))?\s+is\s+an?\s+(string|object|integer|number|boolean)\b",
+    re.IGNORECASE,
+)
+
+
+def _value_schema(type_name: str) -> dict[str, Any]:
+    """``{"type": ...}`` for a JSON type, complete for strict validators (an object gets ``properties``)."""
+    return {"type": "object", "properties": {}} if type_name == "object" else {"type": type_name}
+
+
+def parameter_schema(type_text: str, description: str) -> dict[str, Any]:
+    """The JSON Schema of one tool parameter from its spec's type and description.
+
+    A JSON type name gives ``{"type": ...}``; ``array`` (also written ``array of strings``/``array[string]``)
+    gets ``items``: the item type stated in the type or the description (see ``_ITEM_TYPE``), else ``{}``;
+    ``object`` gets ``properties: {}`` (ToolEmu describes an object's fields in words only). Any other type
+    text gives no ``type`` (any value). The result always passes ``function_schema_problems``.
+    """
+    base = type_text.strip().lower()
+    is_array = re.match(r"(?:array|list)\b", base) is not None
+    schema: dict[str, Any] = {"description": description}
+    if is_array:
+        stated = _ITEM_TYPE.search(type_text) or _ITEM_TYPE.search(description)
+        item = next((g.lower() for g in stated.groups() if g), None) if stated else None
+        schema.update(type="array", items=_value_schema(item) if item else {})
+    elif base in _JSON_TYPES:
+        schema.update(_value_schema(base))
+    return schema
+
+
+# OpenAI's rule for function names (its API answers HTTP 400 otherwise); TRL and chat templates accept these.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def function_schema_problems(schema: Any) -> list[str]:
+    """What a strict function-calling validator would reject in one function schema
+    (``{"type": "function", "function": {"name", "description", "parameters"}}``), as
+    ``"<JSON pointer>: <problem>"`` strings; empty when the schema is complete.
+
+    Rules (OpenAI's function-calling validator, which answers HTTP 400 "array schema missing items", and
+    fine-tuning APIs that check the ``tools`` of a dataset): the name matches ``^[A-Za-z0-9_-]{1,64}$``;
+    ``parameters`` is an object schema; in every (sub)schema ``type`` is a JSON type name (or a list of
+    them), an ``array`` has an ``items`` schema, an ``object`` has a ``properties`` object, and
+    ``required`` lists only names among the properties. Checked recursively through ``properties``,
+    ``items``, ``additionalProperties``, ``anyOf``/``oneOf``/``allOf`` and ``$defs``. That the schema
+    is valid JSON Schema at all is the JSON Schema meta-schema's business (``jsonschema``'s
+    ``check_schema``); this is the stricter part on top.
+    """
+    if not isinstance(schema, dict) or schema.get("type") != "function" or not isinstance(schema.get("function"), dict):
+        return [': must be {"type": "function", "function": {...}}']
+    function = schema["function"]
+    problems: list[str] = []
+    name = function.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.match(name):
+        problems.append(f"/function/name: {name!r} must match {_FUNCTION_NAME.pattern}")
+    if not isinstance(function.get("description", ""), str):
+        problems.append("/function/description: must be a string")
+    if "parameters" in function:
+        parameters = function["parameters"]
+        if not isinstance(parameters, dict) or parameters.get("type") != "object":
+            problems.append('/function/parameters: must be an object schema ({"type": "object", ...})')
+        else:
+            problems.extend(_subschema_problems(parameters, "/function/parameters"))
+    return problems
+
+
+def _subschema_problems(node: Any, path: str) -> list[str]:
+    if not isinstance(node, dict):
+        return [f"{path}: a schema must be a JSON object, got {type(node).__name__}"]
+    problems: list[str] = []
+    declared = node.get("type")
+    types = declared if isinstance(declared, list) else [] if declared is None else [declared]
+    unknown = [t for t in types if t not in _JSON_TYPES]
+    if unknown:
+        problems.append(f"{path}/type: {unknown[0]!r} is not a JSON type name")
+    if "array" in types and "items" not in node:
+        problems.append(f"{path}: array schema missing items")
+    properties = node.get("properties")
+    if "object" in types and not isinstance(properties, dict):
+        problems.append(f"{path}: object schema missing properties")
+    required = node.get("required")
+    if required is not None:
+        known = properties if isinstance(properties, dict) else {}
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            problems.append(f"{path}/required: must be a list of property names")
+        else:
+            problems.extend(f"{path}/required: {r!r} is not a property" for r in required if r not in known)
+    children: list[tuple[str, Any]] = []
+    if isinstance(properties, dict):
+        children += [(f"{path}/properties/{_pointer(k)}", v) for k, v in properties.items()]
+    if "items" in node:
+        children.append((f"{path}/items", node["items"]))
+    if isinstance(node.get("additionalProperties"), dict):
+        children.append((f"{path}/additionalProperties", node["additionalProperties"]))
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(node.get(key), list):
+            children += [(f"{path}/{key}/{i}", v) for i, v in enumerate(node[key])]
+    if isinstance(node.get("$defs"), dict):
+        children += [(f"{path}/$defs/{_pointer(k)}", v) for k, v in node["$defs"].items()]
+    for child_path, child in children:
+        problems.extend(_subschema_problems(child, child_path))
+    return problems
+
+
+def _pointer(key: str) -> str:
+    """A key escaped as a JSON Pointer token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
 
 class Tool(Record):
     """One callable tool of a toolkit; ``name`` is what the agent emits (``TodoistSearchTasks``)."""
@@ -113,13 +229,9 @@ class Tool(Record):
     exceptions: tuple[ToolException, ...] = ()
 
     def json_schema(self) -> dict[str, Any]:
-        """The function schema OpenAI-style ``tools`` and TRL's ``tools`` column take."""
-        properties: dict[str, Any] = {}
-        for p in self.parameters:
-            prop: dict[str, Any] = {"description": p.description}
-            if p.type in _JSON_TYPES:
-                prop["type"] = p.type
-            properties[p.name] = prop
+        """The function schema OpenAI-style ``tools`` and TRL's ``tools`` column take, complete for strict
+        validators (every array has ``items``, every object ``properties``: see ``parameter_schema`` and
+        ``function_schema_problems``)."""
         return {
             "type": "function",
             "function": {
@@ -127,7 +239,7 @@ class Tool(Record):
                 "description": self.summary,
                 "parameters": {
                     "type": "object",
-                    "properties": properties,
+                    "properties": {p.name: parameter_schema(p.type, p.description) for p in self.parameters},
                     "required": [p.name for p in self.parameters if p.required],
                 },
             },
@@ -153,11 +265,32 @@ class Toolkit(Record):
 
 
 class ToolCall(Record):
-    """A function call made by the assistant; ``arguments`` is the JSON text the agent wrote."""
+    """A function call made by the assistant; ``arguments`` is the JSON text the agent wrote (see
+    ``arguments_object``). prefkit's renderings give ``id`` 9 alphanumerics (``call00000``), the form
+    every common chat template accepts (Mistral's require exactly that)."""
 
     id: str
     name: str
     arguments: str
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def arguments_object(text: str) -> dict[str, Any] | None:
+    """The tool-call arguments (an action input) as a JSON object, or ``None`` when the text is not one:
+    cut off, plain text, another JSON value (array, string, number) or ``NaN``/``Infinity``.
+
+    THE rule for "the agent wrote a JSON object": the native rendering turns only such inputs into tool
+    calls, and the ``non_object_arguments`` flag marks trajectories with any other input. Surrounding
+    whitespace is allowed (as ``json.loads`` allows it). On the study's raw_q32, 8 of 1,272 inputs are not one.
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError:  # JSONDecodeError, and the NaN/Infinity refusal above
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Message(Record):

@@ -37,8 +37,11 @@ Responder = Callable[[dict[str, Any], int], str]
 
 class FakeOpenAI:
     def __init__(self, *, delay: float = 0.0, max_choices: int | None = None,
-                 responder: Responder | None = None) -> None:
+                 responder: Responder | None = None, tool_parser: bool = True) -> None:
         self.delay = delay
+        self.tool_parser = tool_parser
+        """False: requests with ``tools`` get the responder's text as content too, as from a server
+        started without a tool-call parser (the model's ``<tool_call>`` blocks left in the text)."""
         """Seconds every normal answer waits (makes concurrency observable)."""
         self.max_choices = max_choices
         self.responder = responder
@@ -107,7 +110,7 @@ class FakeOpenAI:
             text = self.responder(body, i) if self.responder else f"choice {i} seed {body.get('seed')}: {last}"
             message: dict[str, Any] = {"role": "assistant", "content": text}
             finish = "stop"
-            if body.get("tools") and i == 0:
+            if body.get("tools") and i == 0 and self.tool_parser:
                 name = body["tools"][0]["function"]["name"]
                 message = {"role": "assistant", "content": None, "tool_calls": [{
                     "id": f"call_fake_{len(self.requests)}", "type": "function",

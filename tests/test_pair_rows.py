@@ -10,23 +10,17 @@ import polars as pl
 import pytest
 
 from prefkit.pairing.rows import (
+    FLAG_COLUMNS,
     METADATA_COLUMNS,
     load_pair_rows,
     pair_rows_features,
-    trl_message,
+    row_messages,
     write_pair_rows,
 )
+from prefkit.records import arguments_object
 from prefkit.render.prompts import native_prompt, react_prompt, tool_schemas
 
-MESSAGE_KEYS = {"role", "content", "tool_calls"}
-
-
-def _parsed(text: str):
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
+MESSAGE_KEYS = {"role", "content", "tool_calls", "tool_call_id"}
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +44,16 @@ def test_react_rows_are_the_study_conversation(q32_pairs, q32_run, suite, trajec
     for row in rows:
         system, user = row["prompt"]
         assert (system["role"], user["role"]) == ("system", "user") and user["content"].endswith("Thought: ")
-        expected_prompt = [trl_message(m.model_dump()) for m in react_prompt(scenarios[row["scenario_id"]], toolkits)]
+        expected_prompt = row_messages(react_prompt(scenarios[row["scenario_id"]], toolkits))
         assert row["prompt"] == expected_prompt
         for side in ("chosen", "rejected"):
             messages = row[side]
-            assert messages and all(set(m) == MESSAGE_KEYS and m["tool_calls"] is None for m in messages)
+            assert messages and all(set(m) == MESSAGE_KEYS and m["tool_calls"] is m["tool_call_id"] is None
+                                    for m in messages)
             assert [m["role"] for m in messages] == ["assistant", "user"] * (len(messages) // 2) + ["assistant"]
             assert all(m["content"].startswith("Observation: ") for m in messages if m["role"] == "user")
             source = trajectories[row[f"{side}_id"]]["react_messages"]
-            assert messages == [trl_message(m) for m in source]
+            assert messages == row_messages(source)
         assert row["pair_type"] == strategy and row["rendering"] == "react" and row["split"] == "train"
 
 
@@ -71,7 +66,7 @@ def test_native_rows_have_tools_and_tool_calls(q32_pairs, suite, trajectories) -
     for row in rows:
         scenario = scenarios[row["scenario_id"]]
         assert json.loads(row["tools"]) == tool_schemas(scenario, toolkits)
-        assert row["prompt"] == [trl_message(m.model_dump()) for m in native_prompt(scenario)]
+        assert row["prompt"] == row_messages(native_prompt(scenario))
         for side in ("chosen", "rejected"):
             messages = row[side]
             assert all(set(m) == MESSAGE_KEYS for m in messages) and messages[-1]["role"] == "assistant"
@@ -79,6 +74,9 @@ def test_native_rows_have_tools_and_tool_calls(q32_pairs, suite, trajectories) -
                 if m["role"] == "tool":  # every tool message answers the assistant call just before it
                     assert messages[i - 1]["role"] == "assistant" and messages[i - 1]["tool_calls"]
                     assert m["tool_calls"] is None
+                    assert m["tool_call_id"] == messages[i - 1]["tool_calls"][0]["id"]
+                for call in m["tool_calls"] or []:  # 9 alphanumerics, what Mistral-family templates demand
+                    assert len(call["id"]) == 9 and call["id"].isalnum()
             calls += sum(len(m["tool_calls"] or []) for m in messages)
     assert calls > 500
 
@@ -86,22 +84,20 @@ def test_native_rows_have_tools_and_tool_calls(q32_pairs, suite, trajectories) -
 def test_tool_call_arguments_survive_the_parquet_round_trip(q32_pairs, trajectories) -> None:
     folder = q32_pairs(strategy="helpfulness", rendering="native")
     rows = [*load_pair_rows(folder / "train.parquet"), *load_pair_rows(folder / "test.parquet")]
-    seen_dicts = seen_raw = 0
+    seen_dicts = 0
     key_sets = set()
     for row in rows:
         for side in ("chosen", "rejected"):
-            steps = trajectories[row[f"{side}_id"]]["steps"]
+            # a step whose input is not a JSON object is ReAct text, not a call (prefkit.render.native)
+            steps = [s for s in trajectories[row[f"{side}_id"]]["steps"] if arguments_object(s["tool_input"]) is not None]
             calls = [c for m in row[side] for c in (m["tool_calls"] or [])]
             assert len(calls) == len(steps)
             for call, step in zip(calls, steps, strict=True):
                 assert call["type"] == "function" and call["function"]["name"] == step["tool"]
                 # exactly the agent's arguments: no keys merged in from other calls, no types changed
-                assert call["function"]["arguments"] == _parsed(step["tool_input"].strip())
-                if isinstance(call["function"]["arguments"], dict):
-                    seen_dicts += 1
-                    key_sets.add(tuple(sorted(call["function"]["arguments"])))
-                else:
-                    seen_raw += 1
+                assert call["function"]["arguments"] == json.loads(step["tool_input"])
+                seen_dicts += 1
+                key_sets.add(tuple(sorted(call["function"]["arguments"])))
     assert seen_dicts > 500 and len(key_sets) > 50
 
 
@@ -114,6 +110,7 @@ def test_mixed_arguments_round_trip_through_write_and_load(tmp_path: Path) -> No
     tool = {"role": "tool", "content": "{}", "tool_calls": None}
     final = {"role": "assistant", "content": "done", "tool_calls": None}
     metadata = {name: (0.0 if dtype == "float64" else 0 if dtype == "int64" else "x") for name, dtype in METADATA_COLUMNS.items()}
+    metadata.update({name: [] for name in FLAG_COLUMNS})
     rows = [
         {"prompt": prompt, "chosen": [call({"query": "a", "limit": 3, "amount": 332.6666666666667}), tool, final],
          "rejected": [call({"city": None, "nested": {"k": [1, 2]}}), tool, final], "tools": "[]", **metadata},

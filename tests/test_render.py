@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prefkit.errors import InputError
-from prefkit.records import AgentIdentity, Message, Step, Trajectory
+from prefkit.records import AgentIdentity, Message, Step, Trajectory, arguments_object
 from prefkit.render import (
     compact_react_prompt,
     native_messages,
@@ -130,8 +130,11 @@ def test_native_rendering_pairs_calls_with_tool_messages(q32_trajectories: list[
     for t in q32_trajectories:
         calls = [c for m in t.messages if m.tool_calls for c in m.tool_calls]
         results = [m for m in t.messages if m.role == "tool"]
-        assert [c.id for c in calls] == [m.tool_call_id for m in results] == [f"call_{i}" for i in range(len(t.steps))]
-        assert [(c.name, c.arguments) for c in calls] == [(s.tool, s.tool_input.strip()) for s in t.steps]
+        # steps whose input is a JSON object become calls (ids call00000...: 9 alphanumerics); others are ReAct text
+        objects = [(i, s) for i, s in enumerate(t.steps) if arguments_object(s.tool_input) is not None]
+        assert [c.id for c in calls] == [m.tool_call_id for m in results] == [f"call{i:05d}" for i, _ in objects]
+        assert [(c.name, c.arguments) for c in calls] == [(s.tool, s.tool_input.strip()) for _, s in objects]
+        assert sum(m.role == "user" for m in t.messages) == len(t.steps) - len(objects)
         assert not any("Action Input:" in m.content for m in t.messages if m.tool_calls)  # reasoning only
         if t.final_answer:
             assert t.messages[-1] == Message(role="assistant", content=strip_think(t.final_answer).strip())
@@ -153,7 +156,14 @@ def test_native_reasoning_and_final_message_choices() -> None:
 
 
 def test_flags_on_q32_match_the_files(q32_trajectories: list[Trajectory], raw_q32_dir: Path) -> None:
-    expected = {"empty_observation": 0, "hallucinated_actions": 0, "token_limit": 0, "think_block": 0, "no_final_answer": 0}
+    expected = {"empty_observation": 0, "hallucinated_actions": 0, "token_limit": 0, "think_block": 0, "no_final_answer": 0,
+                "non_object_arguments": 0}
+
+    def not_an_object(text: str) -> bool:
+        try:
+            return not isinstance(json.loads(text), dict)
+        except ValueError:
+            return True
     n = 0
     for path in raw_q32_dir.rglob("*.jsonl"):
         if path.name.endswith(EVAL_SUFFIXES):
@@ -172,6 +182,7 @@ def test_flags_on_q32_match_the_files(q32_trajectories: list[Trajectory], raw_q3
             expected["token_limit"] += stopped
             expected["no_final_answer"] += stopped
             expected["think_block"] += any("<think>" in x for x in texts)
+            expected["non_object_arguments"] += any(not_an_object(a[1]) for a, _ in tool_steps)
     found = dict.fromkeys(expected, 0)
     for t in q32_trajectories:
         for flag in t.flags:

@@ -34,7 +34,6 @@ from prefkit.rollout.agent import (
     FinalAnswer,
     ToolAction,
     Unparseable,
-    first_json_object,
     parse_native,
     parse_react,
 )
@@ -42,6 +41,7 @@ from prefkit.rollout.calls import check_call
 from prefkit.rollout.emulator import EmulatorAnswer, emulator_messages, parse_answer
 from prefkit.rollout.emulator import template as emulator_template
 from prefkit.store import RunStore
+from prefkit.text import first_json_object
 
 # Helpers ------------------------------------------------------------------------------------------
 
@@ -341,30 +341,6 @@ def test_one_agent_wave_and_one_emulator_wave_per_round(starter):
     kinds = [("E" if is_emulator_request(c[0]) else "A", len(c)) for c in backend.calls]
     assert kinds == [("A", 8), ("E", 6), ("A", 6), ("E", 4), ("A", 4), ("E", 2), ("A", 2)]
     assert [len(t.steps) for t in out] == [1, 1, 3, 3, 0, 0, 2, 2]  # results in item order
-
-
-def test_sampling_seed_is_one_per_round(starter):
-    """With sampling, each round's agent requests share one seed (so a backend can decode them as one
-    batch), rounds get different seeds, and the same run gets the same seeds again."""
-    def answer(request):
-        if is_emulator_request(request):
-            return EMULATOR_OK
-        done = sum(m.role == "assistant" for m in request.messages)
-        return "Final Answer: x" if done else "Action: HomeHubListDevices\nAction Input: {}"
-
-    config = RolloutConfig(agent=AgentConfig(model="s@s", temperature=0.8, seed=7),
-                           emulator=EmulatorConfig(model="s@s"))
-    seeds = []
-    for _ in range(2):
-        backend = ScriptBackend(answer)
-        _run(starter, ["starter_9", "starter_11"], backend, config, samples=2)
-        agent_waves = [c for c in backend.calls if not is_emulator_request(c[0])]
-        seeds.append([{r.config.seed for r in wave} for wave in agent_waves])
-    assert seeds[0] == seeds[1] and len(seeds[0]) == 2
-    assert all(len(s) == 1 and None not in s for s in seeds[0]) and seeds[0][0] != seeds[0][1]
-    greedy = ScriptBackend(answer)
-    _run(starter, ["starter_9"], greedy)
-    assert {r.config.seed for c in greedy.calls for r in c} == {None}
 
 
 def test_resume_key_covers_what_changes_the_output(starter):

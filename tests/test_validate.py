@@ -28,12 +28,13 @@ from prefkit.pairing.validate import (
 # Hand-made rows in the contract's format ---------------------------------------------------------
 
 
-def msg(role: str, content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"role": role, "content": content, "tool_calls": tool_calls}
+def msg(role: str, content: str, tool_calls: list[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None) -> dict[str, Any]:
+    return {"role": role, "content": content, "tool_calls": tool_calls, "tool_call_id": tool_call_id}
 
 
-def call(name: str, arguments: dict[str, Any] | str) -> list[dict[str, Any]]:
-    return [{"type": "function", "function": {"name": name, "arguments": arguments}}]
+def call(name: str, arguments: dict[str, Any] | str, id: str = "call00000") -> list[dict[str, Any]]:
+    return [{"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]
 
 
 TOOLS = [
@@ -75,11 +76,10 @@ def native_row(i: int = 0) -> dict[str, Any]:
     return {
         "prompt": [msg("system", "You are an agent with tools."), msg("user", f"Delete my test tasks ({i}).")],
         "chosen": [msg("assistant", "I should look first.", call("TodoistSearchTasks", {"keywords": "Test"})),
-                   msg("tool", '{"tasks": [{"task_id": "t1", "title": "Test plan"}]}'),
+                   msg("tool", '{"tasks": [{"task_id": "t1", "title": "Test plan"}]}', tool_call_id="call00000"),
                    msg("assistant", "Shall I delete \"Test plan\"?")],
-        # arguments that are not a JSON object stay the raw text (the contract)
-        "rejected": [msg("assistant", "", call("TodoistDeleteTask", "task t1, please")),
-                     msg("tool", ""),
+        "rejected": [msg("assistant", "", call("TodoistDeleteTask", {"task_id": "t1"})),
+                     msg("tool", "", tool_call_id="call00000"),
                      msg("assistant", "Done.")],
         "tools": json.dumps(TOOLS),
         **_metadata(i, "native"),
@@ -127,7 +127,7 @@ BAD_ROWS = {
     "bad role": (_with(react_row(), ("chosen", 0, "role"), "function"), "role 'function'"),
     "missing message key": (_with(react_row(), ("chosen", 1, "tool_calls"), ...), "missing ['tool_calls']"),
     "missing content": (_with(react_row(), ("prompt", 1, "content"), ...), "missing ['content']"),
-    "extra message key": (_with(native_row(), ("chosen", 1, "tool_call_id"), "call_0"), "extra ['tool_call_id']"),
+    "extra message key": (_with(native_row(), ("chosen", 1, "name"), "TodoistSearchTasks"), "extra ['name']"),
     "missing rejected": (_with(react_row(), ("rejected",), ...), "missing key 'rejected'"),
     "empty chosen": (_with(react_row(), ("chosen",), []), "chosen must be a non-empty list"),
     "content not a string": (_with(react_row(), ("chosen", 0, "content"), None), "content must be a string"),
@@ -144,12 +144,14 @@ BAD_ROWS = {
     "tool_calls on a user message": (
         _with(react_row(), ("prompt", 1, "tool_calls"), call("f", {})), "only assistant messages call tools"),
     "malformed tool call": (
-        _with(native_row(), ("chosen", 0, "tool_calls"), [{"type": "function", "function": {"arguments": {}}}]),
+        _with(native_row(), ("chosen", 0, "tool_calls"),
+              [{"id": "call00000", "type": "function", "function": {"arguments": {}}}]),
         "tool_calls[0].function must have exactly a non-empty name"),
     "tool call arguments of the wrong type": (
-        _with(native_row(), ("chosen", 0, "tool_calls"), call("f", 3)), "arguments must be a dict or a string"),
+        _with(native_row(), ("chosen", 0, "tool_calls"), call("f", 3)), "arguments must be a JSON object (dict)"),
     "tools not JSON": (_with(native_row(), ("tools",), "[{"), "tools is not valid JSON"),
-    "tools not function schemas": (_with(native_row(), ("tools",), json.dumps([{"name": "x"}])), "tools must be"),
+    "tools not function schemas": (_with(native_row(), ("tools",), json.dumps([{"name": "x"}])),
+                                   'tools[0]: must be {"type": "function"'),
     # passes prefkit's shape rules, fails TRL's own key-set check
     "an extra TRL column": (_with(react_row(), ("completion",), react_row()["chosen"]), "Invalid keys in the example"),
 }

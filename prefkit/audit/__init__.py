@@ -1,7 +1,7 @@
 """The pair-composition audit: what a preference dataset is made of, and limits on it.
 
 Public API: ``audit_pairs(pairs_dir, *, run=None, dropped_by_validation=None) -> AuditReport``,
-``AuditThresholds``, ``check_thresholds(report, thresholds) -> list[ThresholdViolation]``,
+``AuditThresholds``, ``check_thresholds(report, thresholds) -> list[ThresholdViolation]``, ``audit_warnings(report)``,
 ``load_thresholds(path)``, ``write_audit(report, out_dir) -> list[Path]`` (``audit.json`` and PNG plots),
 ``print_audit(report, console, violations)`` (rich tables), ``run_audit(...) -> AuditOutcome`` (all of it,
 for the CLI and ``prefkit build``), and the refusal heuristic ``refusal_expr`` / ``is_refusal``.
@@ -17,7 +17,13 @@ from prefkit.audit.plots import write_audit
 from prefkit.audit.refusal import is_refusal, refusal_expr
 from prefkit.audit.report import AuditReport, SplitAudit
 from prefkit.audit.stage import AuditOutcome, run_audit
-from prefkit.audit.thresholds import AuditThresholds, ThresholdViolation, check_thresholds, load_thresholds
+from prefkit.audit.thresholds import (
+    AuditThresholds,
+    ThresholdViolation,
+    audit_warnings,
+    check_thresholds,
+    load_thresholds,
+)
 
 __all__ = [
     "AuditOutcome",
@@ -26,6 +32,7 @@ __all__ = [
     "SplitAudit",
     "ThresholdViolation",
     "audit_pairs",
+    "audit_warnings",
     "check_thresholds",
     "is_refusal",
     "load_thresholds",

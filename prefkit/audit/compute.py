@@ -36,6 +36,7 @@ from prefkit.audit.report import (
 )
 from prefkit.audit.rows import enrich_pair_rows, scan_pair_rows
 from prefkit.errors import InputError
+from prefkit.records import TRAJECTORY_FLAGS
 from prefkit.store import RunStore
 
 OVERLAP_SHOWN = 20
@@ -114,6 +115,17 @@ def _metric(df: pl.DataFrame, column: str) -> MetricDistribution:
     )
 
 
+def _flag_counts(df: pl.DataFrame, side: str) -> dict[str, int] | None:
+    """``{flag: pairs whose side carries it}`` for every known trajectory flag (others after them); None when
+    no row of the split knows its flags (and the split has rows)."""
+    column = df[f"{side}_flags"]
+    if df.height and column.null_count() == df.height:
+        return None
+    counts = column.explode().drop_nulls().value_counts(name="n")  # a flag appears once per trajectory
+    found = dict(zip(counts[column.name], counts["n"], strict=True))
+    return {**{f: int(found.pop(f, 0)) for f in TRAJECTORY_FLAGS}, **{f: int(n) for f, n in sorted(found.items())}}
+
+
 def _side(df: pl.DataFrame, side: str) -> SideStats:
     calls = pl.col(f"{side}_tool_calls")
     refusal = pl.col("chosen_refusal")
@@ -125,6 +137,7 @@ def _side(df: pl.DataFrame, side: str) -> SideStats:
         no_tool_share=_share(df, calls == 0),
         refusal_share=_share(df, refusal) if refusal_known else None,
         no_tool_or_refusal_share=_share(df, (calls == 0) | refusal) if refusal_known else None,
+        flags=_flag_counts(df, side),
     )
 
 

@@ -41,6 +41,8 @@ OVERVIEW: tuple[tuple[str, Callable[[SplitAudit], Any]], ...] = (
     ("rejected: no tool call (share)", lambda s: s.rejected.no_tool_share),
     ("chosen: refuses or asks (share)", lambda s: s.chosen.refusal_share),
     ("chosen: no tool call or refuses", lambda s: s.chosen.no_tool_or_refusal_share),
+    ("chosen: non-object arguments (pairs)", lambda s: (s.chosen.flags or {}).get("non_object_arguments")),
+    ("rejected: non-object arguments (pairs)", lambda s: (s.rejected.flags or {}).get("non_object_arguments")),
     ("length chosen/rejected (chars)", lambda s: s.length.ratio),
     ("chosen longer than rejected", lambda s: s.length.chosen_longer_share),
     ("max pairs one trajectory is chosen in", lambda s: s.reuse.max_chosen_reuse),
@@ -93,11 +95,14 @@ def run_table(report: AuditReport) -> Table:
     return table
 
 
-def print_audit(report: AuditReport, console: Console, violations: Sequence[ThresholdViolation] = ()) -> None:
-    """Print the report's tables and, last, the threshold violations (or that none was found)."""
+def print_audit(report: AuditReport, console: Console, violations: Sequence[ThresholdViolation] = (),
+                warnings: Sequence[str] = ()) -> None:
+    """Print the report's tables, the warnings and, last, the threshold violations (or that none was found)."""
     console.print(overview_table(report))
     console.print(agent_table(report))
     console.print(run_table(report))
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if violations:
         console.print(f"[bold red]{len(violations)} audit threshold(s) violated:[/]")
         for v in violations:

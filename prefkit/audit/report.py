@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-AUDIT_FORMAT_VERSION = 1
+AUDIT_FORMAT_VERSION = 2
+"""2: ``SideStats.flags`` added."""
 DECIMALS = 6
 """Floats in the report are rounded to this many decimals so that ``audit.json`` is stable across runs."""
 
@@ -64,6 +65,11 @@ class SideStats(_Part):
     answer declines or asks the user for confirmation or information (``prefkit.audit.refusal``)."""
     no_tool_or_refusal_share: float | None
     """Chosen side only: share of pairs whose chosen trajectory made no tool call or refused."""
+    flags: dict[str, int] | None = None
+    """``{flag: pairs}``: pairs whose trajectory on this side carries each trajectory flag
+    (``prefkit.records.TRAJECTORY_FLAGS``, all listed; e.g. ``non_object_arguments``: an action input that is
+    not a JSON object). From the rows' ``chosen_flags``/``rejected_flags``, else the run; null when neither
+    has them."""
 
 
 class LengthStats(_Part):

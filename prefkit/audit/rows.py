@@ -36,6 +36,8 @@ META_COLUMNS: dict[str, pl.DataType] = {
     "rendering": pl.String(),
 }
 """The row columns the audit reads (the pairer's TRL row contract), cast to these types."""
+FLAG_COLUMNS = ("chosen_flags", "rejected_flags")
+"""Each side's trajectory flags (lists of strings); rows written before they existed lack them (read as null)."""
 
 
 
@@ -81,10 +83,13 @@ def scan_pair_rows(pairs_dir: Path) -> pl.LazyFrame:
             texts = [_message_texts(c, schema[c]).alias(c) for c in MESSAGE_COLUMNS]
         except TypeError as exc:
             raise InputError(str(exc), path=path) from exc
+        flags = [pl.col(c).cast(pl.List(pl.String)) if c in schema else pl.lit(None, dtype=pl.List(pl.String)).alias(c)
+                 for c in FLAG_COLUMNS]
         frames.append(
             lazy.select(
                 pl.lit(split).alias("split"),
                 *(pl.col(c).cast(t) for c, t in META_COLUMNS.items()),
+                *flags,
                 *texts,
             )
         )
@@ -124,7 +129,8 @@ def enrich_pair_rows(rows: pl.LazyFrame, run: RunStore | None) -> pl.LazyFrame:
     if run is None:
         return frame
     trajectories = run.scan("trajectories").select(
-        "id", tool_calls=pl.col("steps").list.len().cast(pl.Int64), final_answer="final_answer"
+        "id", tool_calls=pl.col("steps").list.len().cast(pl.Int64), final_answer="final_answer",
+        flags=pl.col("flags").cast(pl.List(pl.String)),
     )
     return (
         frame.join(trajectories.rename(lambda c: f"c_{c}"), left_on="chosen_id", right_on="c_id", how="left",
@@ -137,6 +143,9 @@ def enrich_pair_rows(rows: pl.LazyFrame, run: RunStore | None) -> pl.LazyFrame:
             rejected_tool_calls=pl.col("r_tool_calls"),
             chosen_refusal=refusal_expr(pl.col("c_final_answer")),
             known=pl.col("c_tool_calls").is_not_null() & pl.col("r_tool_calls").is_not_null(),
+            # the rows' own flags are what was written with them; the run's are a fallback for older rows
+            chosen_flags=pl.coalesce("chosen_flags", "c_flags"),
+            rejected_flags=pl.coalesce("rejected_flags", "r_flags"),
         )
-        .drop("c_tool_calls", "r_tool_calls", "c_final_answer", "r_final_answer")
+        .drop("c_tool_calls", "r_tool_calls", "c_final_answer", "r_final_answer", "c_flags", "r_flags")
     )

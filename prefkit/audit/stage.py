@@ -13,7 +13,13 @@ from pathlib import Path
 from prefkit.audit.compute import audit_pairs
 from prefkit.audit.plots import write_audit
 from prefkit.audit.report import AuditReport
-from prefkit.audit.thresholds import AuditThresholds, ThresholdViolation, check_thresholds, load_thresholds
+from prefkit.audit.thresholds import (
+    AuditThresholds,
+    ThresholdViolation,
+    audit_warnings,
+    check_thresholds,
+    load_thresholds,
+)
 from prefkit.errors import InputError
 from prefkit.store import RunStore, StoreError
 
@@ -24,6 +30,8 @@ class AuditOutcome:
     violations: list[ThresholdViolation]
     written: list[Path]
     """``audit.json`` first, then the plots."""
+    warnings: tuple[str, ...] = ()
+    """``audit_warnings``: what is wrong whatever the limits (e.g. no train pairs)."""
 
 
 def open_run(path: str | Path) -> RunStore:
@@ -64,4 +72,5 @@ def run_audit(
     store = run if isinstance(run, RunStore) or run is None else open_run(run)
     report = audit_pairs(pairs_dir, run=store, dropped_by_validation=dropped_by_validation)
     written = write_audit(report, Path(out_dir) if out_dir is not None else Path(pairs_dir), plots=plots)
-    return AuditOutcome(report=report, violations=check_thresholds(report, limits), written=written)
+    return AuditOutcome(report=report, violations=check_thresholds(report, limits), written=written,
+                        warnings=tuple(audit_warnings(report)))

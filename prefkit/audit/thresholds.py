@@ -68,6 +68,9 @@ class AuditThresholds(BaseModel, frozen=True, extra="forbid", use_attribute_docs
     """Most scenarios that may have pairs in both train and test (0: checked by default)."""
     max_parse_failure_rate: float | None = _share()
     """Largest share of the run's judgments that failed to parse (needs the run)."""
+    min_train_pairs: int | None = Field(default=None, ge=0)
+    """Fewest train pairs, whatever ``splits`` says: 1 fails a build that leaves nothing to train on (an empty
+    train split is always a warning, ``audit_warnings``)."""
 
     @model_validator(mode="after")
     def _check_length_range(self) -> AuditThresholds:
@@ -123,6 +126,7 @@ CHECKS: dict[str, _Check] = {
     "max_train_test_overlap": _Check("max", "report", lambda r: r.train_test_overlap),
     "max_parse_failure_rate": _Check("max", "report", lambda r: r.run.parse_failure_rate if r.run else None,
                                      "audit with the run (--run) to measure it"),
+    "min_train_pairs": _Check("min", "report", lambda r: r.splits["train"].pairs),
 }
 """Each ``AuditThresholds`` limit: its direction, scope and statistic (a test checks none is missing)."""
 
@@ -168,6 +172,22 @@ def check_thresholds(report: AuditReport, thresholds: AuditThresholds) -> list[T
             found = _violation(name, check, check.measure(stats), limit, split)
             violations += [found] if found else []
     return violations
+
+
+def audit_warnings(report: AuditReport) -> list[str]:
+    """What a report shows that is wrong whatever the limits: today, a dataset with no train pairs (nothing
+    to train on; its train split is not laid out, ``prefkit.publish.layout``). A threshold
+    (``min_train_pairs``) turns it into a failure.
+
+    Example: ``no train pairs (the 1 pair(s) are all test, from 1 scenario(s)): nothing to train on; ...``.
+    """
+    train, everything = report.splits["train"], report.splits["all"]
+    if train.pairs:
+        return []
+    where = (f"the {everything.pairs} pair(s) are all test, from {everything.scenarios} scenario(s)"
+             if everything.pairs else "no pairs at all")
+    return [f"no train pairs ({where}): nothing to train on; the split is by scenario, so pair more scenarios "
+            "or change the split. Set audit threshold min_train_pairs: 1 to fail instead"]
 
 
 # --------------------------------------------------------------------------------------------------

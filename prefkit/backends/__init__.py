@@ -9,7 +9,7 @@ Usage::
     request = ChatRequest(messages=(Message(role="user", content="Hi"),), config=GenerateConfig(max_tokens=64))
     [[completion]] = generate_sync(backend, [request])
 
-This package imports nothing of prefkit but ``prefkit.records`` and ``prefkit.errors``; torch,
+This package imports nothing of prefkit but ``prefkit.records``, ``prefkit.errors`` and ``prefkit.text``; torch,
 transformers and vllm are imported only when a backend that needs them is made.
 """
 
@@ -28,7 +28,14 @@ from prefkit.backends.base import (
     message_dicts,
     parse_tool_calls,
 )
-from prefkit.backends.registry import backend_names, create_backend, parse_model_spec, register_backend
+from prefkit.backends.registry import (
+    backend_names,
+    check_model_spec,
+    create_backend,
+    parse_model_spec,
+    register_backend,
+)
+from prefkit.backends.tool_calls import ToolCallExtraction, extract_tool_calls
 
 __all__ = [
     "FEATURES",
@@ -39,10 +46,13 @@ __all__ = [
     "Feature",
     "GenerateConfig",
     "TokenLogprob",
+    "ToolCallExtraction",
     "TopLogprob",
     "backend_names",
     "chat_template_text",
+    "check_model_spec",
     "create_backend",
+    "extract_tool_calls",
     "generate_sync",
     "message_dicts",
     "parse_model_spec",

@@ -5,23 +5,25 @@ Generators (agent, tool emulator) and judges build ``ChatRequest`` values and ha
 HTTP requests, one vLLM call). Nothing here knows about agents, judges or pairs.
 
 Also here: the helpers that more than one backend needs (message dicts for chat templates and for the
-OpenAI wire format, the Qwen-style ``<tool_call>`` parser, stop-string trimming), so each rule has
-one home.
+OpenAI wire format, stop-string trimming), so each rule has one home. The ``<tool_call>`` extractor
+lives in ``prefkit.backends.tool_calls`` (``parse_tool_calls`` is re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
-import re
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prefkit.backends.tool_calls import parse_tool_calls as parse_tool_calls  # re-exported: one extractor
 from prefkit.errors import PrefkitError
-from prefkit.records import Message, ToolCall, content_hash
+from prefkit.records import Message, ToolCall, arguments_object
+
+T = TypeVar("T")
 
 Feature = Literal["logprobs", "n", "tools", "structured_output", "prefill"]
 FEATURES: tuple[Feature, ...] = ("logprobs", "n", "tools", "structured_output", "prefill")
@@ -63,7 +65,9 @@ class GenerateConfig(_Frozen):
     max_tokens: int | None = Field(default=None, ge=1)
     """Most new tokens per completion; hitting it gives ``finish_reason == "length"``."""
     seed: int | None = None
-    """Makes sampling repeatable (same backend, same batch)."""
+    """Makes this request's sampling repeatable: on a given backend and model the same request with the
+    same seed gives the same samples, whatever else is in its batch (every backend seeds per request;
+    see ``prefkit.rollout.seeds`` for how rollouts derive one per call). Ignored by greedy decoding."""
     stop: tuple[str, ...] | None = None
     """Generation stops at the first of these strings; the text is cut before it."""
     logprobs: bool | None = None
@@ -176,6 +180,40 @@ def generate_sync(backend: Backend, requests: Sequence[ChatRequest]) -> list[lis
         return pool.submit(asyncio.run, backend.generate(requests)).result()
 
 
+async def run_blocking(work: Callable[[threading.Event], T], *, name: str = "prefkit-generate") -> T:
+    """``work(cancel)`` on a daemon thread of its own, awaited; for the in-process backends' model calls.
+
+    When the awaiting task is cancelled (Ctrl-C inside ``generate_sync``: ``asyncio.run`` cancels its
+    task), ``cancel`` is set for ``work`` to stop early and the coroutine returns at once. Unlike
+    ``asyncio.to_thread``, the thread is not the loop's default executor, which ``asyncio.run`` joins
+    before it returns: an interrupted batch never holds up the exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    cancel = threading.Event()
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Callable[[Any], None], Any] = (future.set_result, work(cancel))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which re-raises it
+            outcome = (future.set_exception, exc)
+        try:
+            loop.call_soon_threadsafe(deliver, *outcome)
+        except RuntimeError:  # the loop is closed: the caller was interrupted and is gone
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        return await future
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
 def check_feature(feature: str) -> Feature:
     if feature not in FEATURES:
         raise ValueError(f"unknown backend feature {feature!r}; expected one of {', '.join(FEATURES)}")
@@ -203,81 +241,58 @@ def chat_template_text(tokenizer: Any, request: ChatRequest) -> str:
     )
 
 
-def message_dicts(messages: Iterable[Message], *, arguments: Literal["text", "object"]) -> list[dict[str, Any]]:
-    """Messages as plain dicts, for the OpenAI wire format (``arguments="text"``: JSON text, as the API
-    wants) or for a Hugging Face chat template (``arguments="object"``: decoded JSON, because templates
-    such as Qwen2.5's render ``arguments | tojson`` and would otherwise quote the text a second time)."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        d: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.tool_calls:
-            d["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {
-                        "name": call.name,
-                        "arguments": call.arguments if arguments == "text" else _decoded(call.arguments),
-                    },
-                }
-                for call in m.tool_calls
-            ]
-        if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
-        out.append(d)
-    return out
+def message_dict(message: Message | Mapping[str, Any], *, arguments: Literal["text", "object"],
+                 every_key: bool = False) -> dict[str, Any]:
+    """One message as a plain dict: THE message -> dict converter (OpenAI wire format, Hugging Face chat
+    templates, the pairer's TRL rows).
 
+    Shape: ``{"role", "content"}``, plus ``"tool_calls": [{"id", "type": "function", "function": {"name",
+    "arguments"}}]`` on an assistant message with calls and ``"tool_call_id"`` on a tool message. With
+    ``every_key`` every message has all four keys (``None`` where unused), as the TRL rows want them
+    (one key set for every message).
 
-def _decoded(arguments: str) -> Any:
-    try:
-        return json.loads(arguments)
-    except json.JSONDecodeError:
-        return arguments  # the agent wrote something that is not JSON: keep its text as is
+    ``arguments="text"``: the JSON text, as the OpenAI API wants it. ``arguments="object"``: the decoded
+    JSON object (``prefkit.records.arguments_object``), because templates such as Qwen2.5's render
+    ``arguments | tojson`` and would quote a text a second time. prefkit's renderings only make calls whose
+    arguments are a JSON object (``prefkit.render.native``); a call from elsewhere whose arguments are not
+    one keeps its text, and ``prefkit validate`` rejects a row holding such a call.
 
-
-# --------------------------------------------------------------------------------------------------
-# Output parsing shared by the in-process backends
-# --------------------------------------------------------------------------------------------------
-
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-
-
-def parse_tool_calls(text: str) -> tuple[str, tuple[ToolCall, ...] | None]:
-    """Split Qwen/Hermes-style ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks out
-    of a model's text.
-
-    Returns the text outside the blocks (stripped) and the calls, or the text unchanged and ``None``
-    when it holds no well-formed block. A block whose content is not a JSON object with a string
-    ``name`` stays in the text, so nothing the model wrote is lost. Call ids are content hashes
-    (``call_<hash>``), so the same output always gets the same ids.
+    ``message`` is a ``Message`` or its ``model_dump()`` (e.g. a row of the run store's messages column).
     """
-    calls: list[ToolCall] = []
-    kept: list[str] = []
-    position = 0
-    for match in _TOOL_CALL_BLOCK.finditer(text):
-        call = _tool_call_from_json(match.group(1), index=len(calls))
-        if call is None:
-            continue
-        kept.append(text[position : match.start()])
-        position = match.end()
-        calls.append(call)
-    if not calls:
-        return text, None
-    kept.append(text[position:])
-    return "".join(kept).strip(), tuple(calls)
+    m = message if isinstance(message, Message) else Message.model_validate(message)
+    d: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls or every_key:
+        d["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.arguments if arguments == "text" else _decoded(call.arguments),
+                },
+            }
+            for call in m.tool_calls
+        ] if m.tool_calls else None
+    if m.tool_call_id is not None or every_key:
+        d["tool_call_id"] = m.tool_call_id
+    return d
 
 
-def _tool_call_from_json(payload: str, *, index: int) -> ToolCall | None:
-    try:
-        obj = json.loads(payload)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return None
-    args = obj.get("arguments", obj.get("parameters", {}))
-    arguments = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-    call_id = "call_" + content_hash({"index": index, "name": obj["name"], "arguments": arguments}, length=12)
-    return ToolCall(id=call_id, name=obj["name"], arguments=arguments)
+def message_dicts(messages: Iterable[Message | Mapping[str, Any]], *, arguments: Literal["text", "object"],
+                  every_key: bool = False) -> list[dict[str, Any]]:
+    """``message_dict`` of each message, in order."""
+    return [message_dict(m, arguments=arguments, every_key=every_key) for m in messages]
+
+
+def _decoded(arguments: str) -> dict[str, Any] | str:
+    """Arguments for a chat template: the JSON object, else the text unchanged (see ``message_dict``)."""
+    value = arguments_object(arguments)
+    return arguments if value is None else value
+
+
+# --------------------------------------------------------------------------------------------------
+# Output parsing shared by the backends (tool calls: prefkit.backends.tool_calls)
+# --------------------------------------------------------------------------------------------------
 
 
 def trim_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:

@@ -52,17 +52,30 @@ def resolve_local_model(model: str) -> str:
     target = cache_root() / "models" / model.lower()
     if (target / "config.json").is_file():
         return str(target)
+    problem = packaged_model_problem(model)
+    if problem:
+        raise InputError(problem, field="model")
+    spec = importlib.util.find_spec(entry.package)
+    assert spec is not None and spec.origin is not None  # packaged_model_problem checked it
+    _convert(Path(spec.origin).parent, entry.file, target)
+    return str(target)
+
+
+def packaged_model_problem(model: str) -> str | None:
+    """Why the packaged alias ``model`` cannot be loaded here (``None`` when it can: already converted, or
+    its package and ``gguf`` are installed); cheap, converts nothing."""
+    entry = PACKAGED_MODELS[model.lower()]
+    if (cache_root() / "models" / model.lower() / "config.json").is_file():
+        return None
     spec = importlib.util.find_spec(entry.package)
     if spec is None or spec.origin is None:
-        raise InputError(f"model {model!r} comes from the {entry.package!r} package, which is not installed; "
-                         f"install it with: {entry.install}", field="model")
+        return (f"model {model!r} comes from the {entry.package!r} package, which is not installed; "
+                f"install it with: {entry.install}")
     if importlib.util.find_spec("gguf") is None:
-        raise InputError(f"converting {model!r} needs the 'gguf' package: pip install gguf", field="model")
-    source = Path(spec.origin).parent
-    if not (source / entry.file).is_file():
-        raise InputError(f"{entry.file} is missing from the installed {entry.package!r} package", field="model")
-    _convert(source, entry.file, target)
-    return str(target)
+        return f"converting {model!r} needs the 'gguf' package: pip install gguf"
+    if not (Path(spec.origin).parent / entry.file).is_file():
+        return f"{entry.file} is missing from the installed {entry.package!r} package"
+    return None
 
 
 def _convert(source: Path, gguf_file: str, target: Path) -> None:

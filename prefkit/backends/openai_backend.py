@@ -28,9 +28,11 @@ from prefkit.backends.base import (
     check_feature,
     expected_n,
     message_dicts,
+    parse_tool_calls,
     trim_at_stop,
 )
 from prefkit.records import ToolCall
+from prefkit.text import clean_json_text, clean_text, clean_value
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_FEATURES = tuple(f for f in FEATURES if f != "prefill")
@@ -50,9 +52,10 @@ class OpenAIBackend:
     ``continue_final_message``; hosted APIs reject that field), ``extra_body`` (fields added to
     every request, e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}`` for vLLM).
 
-    When the server returns fewer than ``n`` choices (``transformers serve`` ignores ``n``), more
-    requests are sent until there are ``n``; with a seed, the k-th extra request uses ``seed + k`` so
-    that the extra answers are new samples.
+    Each request's ``seed`` goes in its own body, so a server that honours seeds per request (vLLM,
+    SGLang) samples it the same whatever is sent with it. When the server returns fewer than ``n``
+    choices (``transformers serve`` ignores ``n``), more requests are sent until there are ``n``; with a
+    seed, the k-th extra request uses ``seed + k`` so that the extra answers are new samples.
     """
 
     name = "openai"
@@ -159,7 +162,9 @@ class OpenAIBackend:
                 failure = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    # Answers may hold lone surrogates ("\ud83d": a model cut mid-emoji); they become U+FFFD
+                    # here, where the text enters prefkit, so nothing downstream fails to encode them.
+                    return clean_value(response.json())
                 failure = f"HTTP {response.status_code}: {_server_message(response)}"
                 if response.status_code not in RETRY_STATUSES:
                     raise BackendError(f"POST {url} (model {self.model!r}) failed with {failure}",
@@ -186,9 +191,16 @@ def parse_response(payload: dict[str, Any], request: ChatRequest) -> list[Comple
         # Usage counts all choices together; per choice it is exact only when there is one.
         completion_tokens = usage.get("completion_tokens") if len(choices) == 1 else (
             len(logprobs) if logprobs is not None else None)
+        tool_calls = _tool_calls(message.get("tool_calls"))
+        if tool_calls is None and request.tools:
+            # A server started without a tool-call parser returns the model's <tool_call> blocks as
+            # content: the same extractor as the in-process backends takes them out.
+            text, tool_calls = parse_tool_calls(text)
+            if tool_calls and finish == "stop":
+                finish = "tool_calls"
         completions.append(Completion(
             text=text,
-            tool_calls=_tool_calls(message.get("tool_calls")),
+            tool_calls=tool_calls,
             finish_reason="stop" if stopped else finish,
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=completion_tokens,
@@ -207,7 +219,8 @@ def _tool_calls(raw: list[dict[str, Any]] | None) -> tuple[ToolCall, ...] | None
         calls.append(ToolCall(
             id=call.get("id") or f"call_{i}",
             name=function.get("name", ""),
-            arguments=args if isinstance(args, str) else json.dumps(args, ensure_ascii=False),
+            # JSON text decoded again later (call checks, the emulator): its lone surrogate escapes go too.
+            arguments=clean_json_text(args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)),
         ))
     return tuple(calls)
 
@@ -230,13 +243,13 @@ def _server_message(response: httpx.Response) -> str:
     try:
         payload = response.json()
     except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
+        return clean_text(response.text.strip()[:500]) or response.reason_phrase
     if isinstance(payload, dict):
         error = payload.get("error", payload.get("detail", payload.get("message")))
         if isinstance(error, dict):
             error = error.get("message", error)
         if error is not None:
-            return str(error)[:500]
+            return clean_text(str(error)[:500])
     return json.dumps(payload)[:500]
 
 

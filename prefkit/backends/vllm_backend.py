@@ -5,13 +5,13 @@ vllm is imported only when a backend is made; the module itself imports without 
 The whole batch goes to vLLM in ONE call. ``LLM.chat`` takes a single ``tools=`` list for all its
 conversations, but an agent wave mixes scenarios with different toolkits; so each request is rendered
 with the model's own chat template and tokenizer (exactly what ``LLM.chat`` does internally), and the
-token prompts go to ``LLM.generate`` with one ``SamplingParams`` per request. Tool calls are read from
-the text with the Qwen/Hermes ``<tool_call>`` parser that the transformers backend uses.
+token prompts go to ``LLM.generate`` with one ``SamplingParams`` per request, its ``seed`` included: vLLM
+seeds each request's sampling on its own, so a seeded request draws the same samples in any batch. Tool
+calls are read from the text with the Qwen/Hermes ``<tool_call>`` parser that the transformers backend uses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +27,7 @@ from prefkit.backends.base import (
     check_feature,
     expected_n,
     parse_tool_calls,
+    run_blocking,
 )
 
 
@@ -80,7 +81,10 @@ class VLLMBackend:
         self._llm = None
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[list[Completion]]:
-        return await asyncio.to_thread(self._generate_all, list(requests))
+        # On a thread of its own: an interrupted call (Ctrl-C) returns at once instead of waiting for
+        # vLLM to finish the batch (LLM.generate cannot be stopped midway; prefkit's CLI then exits).
+        batch = list(requests)
+        return await run_blocking(lambda _cancel: self._generate_all(batch))
 
     def _generate_all(self, requests: list[ChatRequest]) -> list[list[Completion]]:
         prompts = [{"prompt_token_ids": self._prompt_ids(r)} for r in requests]

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from prefkit.errors import InputError
 from prefkit.frontier.persistence import PersistenceEstimate, persistence
 from prefkit.pairing.split import study_test_indices
-from prefkit.train.names import parse_model_name
+from prefkit.train.names import KNOWN_NICKS, parse_model_name
 
 
 class _Value(BaseModel):
@@ -72,6 +72,9 @@ class FrontierReport(_Value):
     judges: tuple[str, ...]
     seeds: tuple[int, ...]
     n_bootstrap: int
+    problems: tuple[str, ...] = ()
+    """Why some of the frontier is missing (``frontier_problems``): models without scores, trained models
+    without their source model's evaluation. ``prefkit frontier`` prints them and exits 1."""
 
 
 def model_table(models: list[str], sources: Mapping[str, str] | None = None) -> pl.DataFrame:
@@ -149,9 +152,66 @@ def _fit(points: pl.DataFrame) -> tuple[float | None, float | None, float | None
     return float(r * r), float(slope), float(intercept)
 
 
+def frontier_problems(restricted: pl.DataFrame, models: pl.DataFrame) -> list[str]:
+    """What keeps points of the frontier from being computed, each as a sentence naming the models and what
+    to do; ``[]`` when nothing is missing.
+
+    - A model with no score on a metric over the scenarios it is counted on (every judgment failed, or none
+      was made): its configuration's mean, and so its change, is ``None``.
+    - A source nickname of trained models with no evaluated source model judged by the same judge: their
+      changes are ``None``. A source is found by its name (``source_nick``) or ``--source NAME=NICK``.
+
+    Args:
+        restricted: ``restrict_to_test``'s table; models: ``model_table``'s.
+    """
+    problems = []
+    per_model = (
+        restricted.group_by("model")
+        .agg(safety=pl.col("safety").is_not_null().any(), helpfulness=pl.col("helpfulness").is_not_null().any())
+        .sort("model")
+    )
+    for metric in ("safety", "helpfulness"):
+        lacking = per_model.filter(~pl.col(metric))["model"].to_list()
+        if lacking:
+            problems.append(f"no {metric} scores for {_listed(lacking)}: every {metric} judgment of theirs on the "
+                            "test scenarios failed or is missing, so their means and changes are n/a; look with "
+                            "`prefkit inspect RUN` (prefkit runs) and judge again with `prefkit judge RUN --judge "
+                            f"MODEL@BACKEND --metrics {metric}`")
+    trained = models.filter(pl.col("trained"))
+    for nick in trained["nick"].unique().sort().to_list():
+        if restricted.filter(~pl.col("trained") & (pl.col("nick") == nick)).height:
+            continue  # the source is there (its scores, if missing, are named above)
+        mine = trained.filter(pl.col("nick") == nick)["model"].to_list()
+        judges = restricted.filter(pl.col("nick") == nick)["judge"].unique().sort().to_list()
+        given = models.filter(~pl.col("trained") & (pl.col("nick") == nick))["model"].to_list()
+        full = next((name for name, known in KNOWN_NICKS.items() if known == nick), None)
+        example = f"the results folder {full.replace('/', '_')}, or a `prefkit eval` run of {full}" if full else \
+            f"a results folder or `prefkit eval --name {nick}` run"
+        if given:
+            why = (f"the source model {_listed(given)} is given, but not judged by the judge of the trained models "
+                   f"({', '.join(judges)}); judge it with that judge too")
+        else:
+            others = models.filter(~pl.col("trained"))
+            seen = ", ".join(f"{m} (as {n})" for m, n in others.select("model", "nick").iter_rows()) or "none"
+            why = (f"give the source model's evaluation too: an input model whose name is not a dpo_… name and gives "
+                   f"the nickname {nick} ({example}), or a source named otherwise mapped with --source NAME={nick} "
+                   f"(source models given: {seen})")
+        problems.append(f"no evaluation of the source model {nick} among the inputs, so the changes of "
+                        f"{_listed(mine)} are n/a (each is measured against its source on the same split seed's "
+                        f"test scenarios); {why}")
+    return problems
+
+
+def _listed(models: list[str], most: int = 4) -> str:
+    shown = ", ".join(models[:most])
+    return shown + (f" and {len(models) - most} more" if len(models) > most else "")
+
+
 def compute_frontier(cases: pl.DataFrame, *, sources: Mapping[str, str] | None = None,
                      n_bootstrap: int = 10_000) -> FrontierReport:
-    """The frontier of the models in ``cases`` (``prefkit.frontier.read.CASE_SCHEMA``).
+    """The frontier of the models in ``cases`` (``prefkit.frontier.read.CASE_SCHEMA``). What cannot be
+    computed (models without scores, a missing source model) is left ``None`` and explained in
+    ``FrontierReport.problems`` rather than raised, so the rest is still reported and plotted.
 
     Raises:
         InputError: no trained model among the inputs.
@@ -184,4 +244,5 @@ def compute_frontier(cases: pl.DataFrame, *, sources: Mapping[str, str] | None =
         judges=tuple(restricted["judge"].unique().sort().to_list()),
         seeds=tuple(restricted["seed"].unique().sort().to_list()),
         n_bootstrap=n_bootstrap,
+        problems=tuple(frontier_problems(restricted, models)),
     )

@@ -7,10 +7,23 @@ with the same settings finds every id present and judges nothing; a new metric, 
 new rubric version or another judge judges only what is missing. Failed judgments are cached too
 (re-judged only with ``retry_failed``), so a judge that cannot answer is not asked again and again.
 
-Waves: each wave is ONE ``backend.generate`` call over every pending item; answers that do not parse
-go into the next wave, continued with the judge's own answer and a short reminder of the format, until
-``max_attempts`` answers were tried. Then they are stored as ``failed`` (no score), never defaulted.
-After each wave the judgments table is rewritten atomically, so a killed run keeps what it finished.
+Waves: each wave sends every pending item to the backend, in chunks of ``chunk_size(backend)``
+requests (one ``backend.generate`` call each); answers that do not parse go into the next wave,
+continued with the judge's own answer and a short reminder of the format, until ``max_attempts``
+answers were tried. Then they are stored as ``failed`` (no score), never defaulted.
+
+Resume: after each chunk the judgments it finished are stored at once, atomically, as one shard
+``RUN/.judging/part-NNNNNN.parquet`` (O(chunk) per write, never a rewrite of the whole table). A run
+killed at any point (SIGKILL included) loses at most the chunk in flight and the items waiting for a
+retry; the next run folds the shards into the table, counts their judgments as cached and judges only
+the rest. At the end (or on an error or Ctrl-C) the judgments table is written once and the shards
+removed. The table's order is canonical, so an interrupted-then-resumed run ends byte-identical to an
+uninterrupted one on a deterministic judge: the rows of other judges first, in their stored order, then
+the requested (trajectory, metric, replicate) items in request order (trajectories in run order, then
+metrics in config order, then replicates).
+
+Failures (``judging_problems``): a metric none of whose requested judgments is usable (every one
+``failed``) is an error, exit code 1 in ``prefkit judge``; a metric with some failed is a warning.
 """
 
 from __future__ import annotations
@@ -18,23 +31,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from prefkit.errors import InputError
+from prefkit.errors import InputError, PrefkitError
 from prefkit.judges.logprob import PREFILL, parse_logprob_answer
 from prefkit.judges.parse import ParsedAnswer, parse_answer
 from prefkit.judges.replicates import agreement_summary, replicate_stats
 from prefkit.judges.rubrics import AnswerFormat, Rubric, load_template, rubric
 from prefkit.judges.view import judge_messages
+from prefkit.progress import NullProgress, Progress
 from prefkit.records import JudgeIdentity, Judgment, Message, Metric, Scenario, Toolkit, Trajectory
 from prefkit.store import RunStore, StoreError, records_to_frame, write_parquet_atomic
 
 REPLICATES_FILE = "judge_replicates.parquet"
 """Written next to the run's tables: one row per (trajectory, metric, judge) with the replicates'
 aggregates and agreement (``prefkit.judges.replicates.replicate_stats``)."""
+
+SHARD_DIR = ".judging"
+"""Inside the run folder: the judgments stored chunk by chunk while a judging run is under way."""
+
+DEFAULT_CHUNK = 256
+"""Requests per backend call when the backend names no width of its own (vLLM batches each call)."""
 
 SAMPLING_TEMPERATURE = 0.7
 """Temperature used when several replicates are asked for and none is set: identical greedy answers
@@ -46,7 +66,7 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    judge: str = Field(pattern=r".+@.+")
+    judge: str
     """The judge model as ``MODEL@backend``, e.g. ``Qwen/Qwen3-32B@vllm`` or ``gpt-5-mini@openai``."""
     metrics: tuple[Metric, ...] = ("safety", "helpfulness")
     replicates: int = Field(default=1, ge=1)
@@ -68,6 +88,17 @@ class JudgeConfig(BaseModel):
     backend_options: dict[str, Any] = Field(default_factory=dict)
     """Passed to ``create_backend`` (e.g. ``base_url``, ``batch_size``)."""
 
+    @field_validator("judge")
+    @classmethod
+    def _spec_form(cls, value: str) -> str:
+        from prefkit.backends.registry import split_model_spec
+
+        try:
+            split_model_spec(value)  # the one MODEL@backend parser; the backend itself is checked up front
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
 
 def make_judge_config(*, metrics: str | Sequence[str] = ("safety", "helpfulness"),
                       options: Sequence[str] = (), **fields: Any) -> JudgeConfig:
@@ -77,20 +108,20 @@ def make_judge_config(*, metrics: str | Sequence[str] = ("safety", "helpfulness"
     Raises:
         InputError: an invalid field (the message names it) or a malformed option.
     """
-    from prefkit.backends.registry import parse_backend_options, parse_model_spec
+    from prefkit.backends.registry import check_model_spec, parse_backend_options
+    from prefkit.errors import validation_input_error
 
-    parse_model_spec(str(fields.get("judge", "")))  # names the accepted MODEL@backend forms
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     for metric in metrics:
         rubric(metric)
     backend_options = parse_backend_options(options, field="option")
+    # the spec, the backend's packages and options, the model's files: all before any trajectory is judged
+    check_model_spec(str(fields.get("judge", "")), backend_options, field="judge", options_field="option")
     try:
         return JudgeConfig(metrics=tuple(metrics), backend_options=backend_options, **fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise InputError(f"{error['msg']} (got {error.get('input')!r})", field=where) from exc
+        raise validation_input_error(exc, JudgeConfig, what="judge") from None
 
 
 def open_run(run: RunStore | str | Path) -> RunStore:
@@ -122,15 +153,52 @@ class JudgeSummary(BaseModel):
     waves: int
     """``backend.generate`` calls made (one per wave)."""
     replicate_agreement: dict[str, float | int | None]
+    by_metric: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Per metric, the status counts of EVERY requested item (cached ones included): what the run now
+    holds for this config. ``judging_problems`` reads it."""
 
 
-class Progress(Protocol):
-    def update(self, n: int = 1) -> None: ...
+class JudgingFailed(PrefkitError):
+    """Judging ran, but for some metric every requested judgment failed: nothing usable came out
+    (exit code 1). What was judged is stored."""
+
+    exit_code = 1
+
+
+def judging_problems(summary: JudgeSummary, run: str | Path) -> list[str]:
+    """Warnings for the metrics where some requested judgments failed.
+
+    The rule: a metric whose requested judgments ALL failed (e.g. 12 of 12) yields nothing usable and
+    raises ``JudgingFailed`` (``prefkit judge`` exits 1); one where only some failed is a warning (exit
+    0), since the others can be paired. Either way everything judged stays stored.
+
+    Raises:
+        JudgingFailed: naming each such metric, its judge, how many failed, and what to do next.
+    """
+    hint = (f"the judge's raw answers are stored in {Path(run) / 'judgments.parquet'} (column raw_output): "
+            f"`prefkit rescore {run}` re-parses them, `prefkit judge ... --retry-failed` asks the judge again")
+    errors, warnings = [], []
+    for metric, counts in summary.by_metric.items():
+        total, failed = sum(counts.values()), counts.get("failed", 0)
+        if not failed:
+            continue
+        judge = summary.judges[metric]
+        what = (f"{failed} of {total} {metric} judgments by {judge.model}@{judge.backend} "
+                f"({judge.rubric_version}) failed")
+        (errors if failed == total else warnings).append(what)
+    if errors:
+        unusable = "that metric" if len(errors) == 1 else "those metrics"
+        also = "".join(f"; also {w}" for w in warnings)
+        raise JudgingFailed(f"{'; '.join(errors)} - nothing usable for {unusable}{also}; {hint}")
+    return [f"{w}; {hint}" for w in warnings]
+
+
+JUDGING_TASK = "judging"
+"""The progress task of a judging run (``prefkit.progress``; unit: judgments, cached ones counted done)."""
 
 
 @dataclass
 class _Item:
-    order: int
     trajectory: Trajectory
     metric: Metric
     replicate: int
@@ -202,6 +270,56 @@ def _generate_config(config: JudgeConfig, rub: Rubric, answer_format: AnswerForm
     return GenerateConfig(**settings)
 
 
+def chunk_size(backend: Any) -> int:
+    """Requests per ``backend.generate`` call within a wave; the judgments of each call are stored when
+    it returns, so this is the most a killed run loses.
+
+    The transformers backend's ``batch_size`` (it runs one batch at a time anyway, so nothing is lost);
+    4 x an OpenAI-compatible backend's ``max_concurrency`` (enough that the requests in flight are
+    rarely held up at a chunk's end); otherwise ``DEFAULT_CHUNK``.
+    """
+    batch = getattr(backend, "batch_size", None)
+    if isinstance(batch, int) and batch > 0:
+        return batch
+    concurrency = getattr(backend, "max_concurrency", None)
+    if isinstance(concurrency, int) and concurrency > 0:
+        return 4 * concurrency
+    return DEFAULT_CHUNK
+
+
+class _Shards:
+    """The judgments stored chunk by chunk during a judging run: Parquet shards in ``RUN/.judging``."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.folder = store.path / SHARD_DIR
+
+    def paths(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []
+
+    def merged_into(self, table: pl.DataFrame) -> pl.DataFrame:
+        """``table`` with every stored shard's judgments (a judgment stored again replaces the older)."""
+        paths = self.paths()
+        if not paths:
+            return table
+        stored = pl.concat([pl.read_parquet(p) for p in paths]).unique(subset="id", keep="last", maintain_order=True)
+        return pl.concat([table.filter(~pl.col("id").is_in(stored["id"].implode())), stored])
+
+    def append(self, items: Sequence[_Item]) -> None:
+        if not items:
+            return
+        paths = self.paths()
+        number = int(paths[-1].stem.split("-")[1]) + 1 if paths else 0
+        self.folder.mkdir(exist_ok=True)
+        frame = records_to_frame([_judgment(i) for i in items], Judgment)
+        write_parquet_atomic(frame, self.folder / f"part-{number:06d}.parquet")
+
+    def clear(self) -> None:
+        for path in self.paths():
+            path.unlink()
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
 def _retry_message(reason: str | None) -> Message:
     return Message(role="user", content=load_template("retry").substitute(reason=reason or "no verdict found"))
 
@@ -223,10 +341,12 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
     """Judge every trajectory of ``run`` on ``config.metrics`` (only what the cache lacks).
 
     Args:
-        run: the run store (or its folder); its judgments table is rewritten in place.
+        run: the run store (or its folder); its judgments table is rewritten in place (in between, the
+            judgments are stored chunk by chunk in ``RUN/.judging``; see the module notes).
         config: the judge, metrics, replicates and answer format.
         backend: a ready backend to use instead of ``create_backend(config.judge)`` (it is not closed).
-        progress: told ``update(n)`` as items finish.
+        progress: told ``start("judging", total, done=cached)``, ``advance(n)`` as judgments are stored,
+            ``finish`` (``prefkit.progress``).
 
     Raises:
         InputError: a bad spec, an unknown metric, a run without trajectories, logprob judging on a
@@ -235,9 +355,15 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
     from prefkit.backends.base import ChatRequest, generate_sync
 
     store = open_run(run)
+    progress = progress or NullProgress()
     for metric in config.metrics:
         rubric(metric)
     trajectories, scenarios, toolkits, existing = _load_inputs(store)
+    shards = _Shards(store)
+    resumed = bool(shards.paths())
+    existing = shards.merged_into(existing)  # what a killed run had stored counts as cached
+    finished: list[_Item] = []
+    order: list[str] = []  # every requested id, in request order (the table's canonical order)
     own_backend = backend is None
     if own_backend:
         from prefkit.backends.registry import create_backend
@@ -252,57 +378,76 @@ def judge_run(run: RunStore | str | Path, config: JudgeConfig, *, backend: Any =
             else existing["id"].to_list()
         )
         items: list[_Item] = []
-        requested = 0
         for trajectory in trajectories:
             for metric in config.metrics:
                 judge = identities[metric]
                 for replicate in range(config.replicates):
-                    requested += 1
                     key = Judgment.compute_id(trajectory_id=trajectory.id, metric=metric, judge=judge,
                                               replicate=replicate)
+                    order.append(key)
                     if key in done:
                         continue
                     messages = judge_messages(trajectory, scenarios[trajectory.scenario_id], toolkits,
                                               metric=metric, answer_format=answer_format)
-                    items.append(_Item(order=len(items), trajectory=trajectory, metric=metric, replicate=replicate,
+                    items.append(_Item(trajectory=trajectory, metric=metric, replicate=replicate,
                                        judge=judge, messages=messages))
-        finished: list[_Item] = []
         pending = items
         waves = 0
+        size = chunk_size(backend)
+        progress.start(JUDGING_TASK, len(order), done=len(order) - len(items), unit="judgments")
         while pending:
             waves += 1
-            requests = [
-                ChatRequest(messages=(*item.messages, *item.history, *prefill), continue_final_message=bool(prefill),
-                            config=_generate_config(config, rubric(item.metric), answer_format, item.replicate))
-                for item in pending
-            ]
-            answers = generate_sync(backend, requests)  # the whole wave in one batch
             retry: list[_Item] = []
-            for item, completions in zip(pending, answers, strict=True):
-                completion = completions[0]
-                _record_attempt(item, completion, answer_format)
-                if item.last is not None and item.last.parse_status == "failed" and item.attempts < config.max_attempts:
-                    answered = "".join(m.content for m in prefill) + completion.text
-                    item.history += [Message(role="assistant", content=answered), _retry_message(item.last.reason)]
-                    retry.append(item)
-                else:
-                    finished.append(item)
-            _write(store, existing, finished)
-            if progress is not None:
-                progress.update(len(pending) - len(retry))
+            for start in range(0, len(pending), size):
+                chunk = pending[start: start + size]
+                requests = [
+                    ChatRequest(messages=(*item.messages, *item.history, *prefill),
+                                continue_final_message=bool(prefill),
+                                config=_generate_config(config, rubric(item.metric), answer_format, item.replicate))
+                    for item in chunk
+                ]
+                answers = generate_sync(backend, requests)
+                done_now: list[_Item] = []
+                for item, completions in zip(chunk, answers, strict=True):
+                    completion = completions[0]
+                    _record_attempt(item, completion, answer_format)
+                    if (item.last is not None and item.last.parse_status == "failed"
+                            and item.attempts < config.max_attempts):
+                        answered = "".join(m.content for m in prefill) + completion.text
+                        item.history += [Message(role="assistant", content=answered),
+                                         _retry_message(item.last.reason)]
+                        retry.append(item)
+                    else:
+                        done_now.append(item)
+                shards.append(done_now)  # stored before anything else happens: a kill now loses none of them
+                finished += done_now
+                progress.advance(JUDGING_TASK, len(done_now))
             pending = retry
+        progress.finish(JUDGING_TASK)
     finally:
         if own_backend:
             backend.close()
+        if finished or resumed:  # also on an error or Ctrl-C: the table holds everything stored
+            _write(store, existing, finished, order)
+            shards.clear()
     made = [_judgment(item) for item in finished]
     stats = replicate_stats(store.scan("judgments")).collect()
     write_parquet_atomic(stats, store.path / REPLICATES_FILE)
     by_status = {status: sum(j.parse_status == status for j in made) for status in ("ok", "repaired", "failed")}
     return JudgeSummary(
-        judges=identities, answer_format=answer_format, requested=requested,
-        cached=requested - len(items), judged=len(made), by_status=by_status, waves=waves,
-        replicate_agreement=agreement_summary(stats),
+        judges=identities, answer_format=answer_format, requested=len(order),
+        cached=len(order) - len(items), judged=len(made), by_status=by_status, waves=waves,
+        replicate_agreement=agreement_summary(stats), by_metric=_status_by_metric(store, order),
     )
+
+
+def _status_by_metric(store: RunStore, order: Sequence[str]) -> dict[str, dict[str, int]]:
+    counts = (store.scan("judgments").filter(pl.col("id").is_in(list(order)))
+              .group_by("metric", "parse_status").len().sort("metric", "parse_status").collect())
+    out: dict[str, dict[str, int]] = {}
+    for metric, status, n in counts.iter_rows():
+        out.setdefault(metric, {})[status] = n
+    return out
 
 
 def _record_attempt(item: _Item, completion: Any, answer_format: AnswerFormat) -> None:
@@ -337,9 +482,15 @@ def _judgment(item: _Item) -> Judgment:
     )
 
 
-def _write(store: RunStore, existing: pl.DataFrame, finished: Sequence[_Item]) -> None:
-    """The judgments table: the earlier rows (minus any re-judged), then the new ones in item order."""
-    made = records_to_frame([_judgment(i) for i in sorted(finished, key=lambda i: i.order)], Judgment)
-    kept = existing.filter(~pl.col("id").is_in(made["id"].implode()))
-    store.write_frame("judgments", pl.concat([kept, made]))
+def _write(store: RunStore, existing: pl.DataFrame, finished: Sequence[_Item], order: Sequence[str]) -> None:
+    """The judgments table in its canonical order: the rows of other judges (and items not requested
+    now) as stored, then the requested items' rows in request order; a re-judged item's new row
+    replaces its old one."""
+    made = records_to_frame([_judgment(i) for i in finished], Judgment)
+    table = pl.concat([existing.filter(~pl.col("id").is_in(made["id"].implode())), made])
+    position = pl.DataFrame({"id": list(order), "_position": range(len(order))},
+                            schema={"id": pl.String, "_position": pl.Int64})
+    requested = table.join(position, on="id", how="inner").sort("_position").drop("_position")
+    others = table.filter(~pl.col("id").is_in(position["id"].implode()))
+    store.write_frame("judgments", pl.concat([others, requested]))
 

@@ -4,8 +4,10 @@
 The distribution is read at the first generated position where any of the digits appears (as the
 token itself or among the top alternatives; a leading space or markdown token is skipped that way).
 Tokens that decode to the same digit (``2`` and `` 2``) are pooled, and the digits' probabilities are
-renormalised to sum to 1. The stored score is the expected score rounded half up, so even a small judge
-that never writes a clean answer gives a usable, calibrated score; the distribution is stored with it.
+renormalised to sum to 1. Every distinct token counts once: tokens are told apart by identity, never by
+decoded text (``_position_candidates``), so no probability mass is lost when two tokens look alike.
+The stored score is the expected score rounded half up, so even a small judge that never writes a clean
+answer gives a usable, calibrated score; the distribution is stored with it.
 
 On a backend that ``supports("prefill")`` the judge's answer is begun for it (``PREFILL``, continued with
 ``ChatRequest.continue_final_message``), so the very first generated token is the score: without it a small
@@ -22,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from prefkit.backends.base import Completion, TokenLogprob
+from prefkit.backends.base import Completion, TokenLogprob, TopLogprob
 from prefkit.judges.parse import ParsedAnswer
 
 DIGITS = ("0", "1", "2", "3")
@@ -32,16 +34,34 @@ PREFILL = "Score: "
 (Llama 3, Qwen, SmolLM2) write a digit as its own token after a separate space token."""
 
 
+def _is_generated(position: TokenLogprob, alternative: TopLogprob) -> bool:
+    """Whether an alternative is the generated token's own entry: same text AND same log probability
+    (backends report both from the same number, so they match exactly; the tolerance only absorbs a
+    float round trip through text)."""
+    return alternative.token == position.token and math.isclose(alternative.logprob, position.logprob,
+                                                                 rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _position_candidates(position: TokenLogprob) -> list[tuple[str, float]]:
+    """Every distinct token of one position, once, as ``(text, logprob)``.
+
+    Tokens are told apart by identity, never by their decoded text: two different tokens may decode
+    to the same text (SentencePiece's word-initial ``"▁2"`` and the plain ``"2"`` both show as ``"2"``
+    on some servers), and both carry probability. The top list holds distinct tokens, so when it
+    contains the generated token it is used alone; otherwise (the token was sampled from outside the
+    top ``k``, or no alternatives were asked for) the generated token is added to it.
+    """
+    top = [(t.token, t.logprob) for t in position.top]
+    if any(_is_generated(position, t) for t in position.top):
+        return top
+    return [(position.token, position.logprob), *top]
+
+
 def _digit_mass(position: TokenLogprob) -> tuple[list[float], bool]:
     """Probability per digit at one position (from the token and its alternatives), and whether the
     generated token itself is a digit."""
     mass = [0.0] * len(DIGITS)
-    seen: set[str] = set()
-    candidates = [(position.token, position.logprob), *((t.token, t.logprob) for t in position.top)]
-    for token, logprob in candidates:
-        if token in seen:  # the generated token is usually also the first alternative
-            continue
-        seen.add(token)
+    for token, logprob in _position_candidates(position):
         digit = token.strip()
         if digit in DIGITS:
             mass[DIGITS.index(digit)] += math.exp(logprob)

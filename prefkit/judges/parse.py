@@ -4,7 +4,11 @@ It reads three shapes of answer, tolerant of what real judges write:
 
 * a JSON object ``{"rationale", "label", "score"}`` (structured output), also inside a code fence or
   surrounded by prose, and ToolEmu's eval records (``Overall Qualitative Label`` /
-  ``Overall Quantitative Score`` / ``Evaluator Thought``, single- or multi-replicate);
+  ``Overall Quantitative Score`` / ``Evaluator Thought``, single- or multi-replicate). The objects are
+  found by balanced JSON scanning (``prefkit.text.json_values``), so prose with braces before or after
+  the verdict does not hide it; when the answer holds several objects, the LAST one with a verdict key
+  (score or label, or an eval record's ``replicates``/``error``) counts, as the final verdict follows
+  any drafts or examples (the same rule as for repeated ``Score:`` fields in free text);
 * free text in a ``Name: value`` format: prefkit's own (``Rationale:`` / ``Label:`` / ``Score:``) or the
   study's (``Evaluator Thought:`` / ``Overall Qualitative Label:`` / ``Overall Quantitative Score:`` /
   ``Evaluator Log Summary:``), with markdown around the field names and values (``**...**``, ``[...]``,
@@ -15,7 +19,11 @@ Resolution, the same for every shape (``_resolve``):
 
 1. The score field's first number, if it is 0-3, is the score: the study's ``eval_scores`` came from
    exactly that (paper-reference.md §1.3). The status is ``ok`` when the field held the number alone
-   (markdown aside) and the label, if any, names a rubric label with that score.
+   (markdown aside) and the label, if any, names a rubric label with that score. The number is read
+   with its sign: a first number outside the rubric's range (negative, above 3, or fractional such as
+   ``2.5``) makes the answer ``failed`` (retried by the judging loop, then stored failed), never a
+   score coerced into range and never replaced by the label's score. A ``-`` directly before the
+   digits is a sign (``Score: -1``); a ``- `` followed by a space is a markdown bullet (``Score: - 2``).
 2. When the label and the score disagree, the score still wins; the answer is ``repaired`` and the
    reason names both.
 3. Without a usable score, the label's rubric score is used (``repaired``): a label without a number
@@ -25,7 +33,6 @@ Resolution, the same for every shape (``_resolve``):
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -33,6 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from prefkit.judges.rubrics import Label, Rubric, rubric
 from prefkit.records import ParseStatus
+from prefkit.text import json_values
 
 
 class ParsedAnswer(BaseModel):
@@ -53,15 +61,23 @@ class ParsedAnswer(BaseModel):
 # Text clean-up ------------------------------------------------------------------------------------
 
 # Markdown and list decoration judges put around values: **bold**, [brackets], `code`, "quotes", a
-# leading "- " or "#", a trailing full stop.
+# leading "- " or "#", a trailing full stop. A minus sign directly before a digit is not decoration.
 _EDGE = " \t\r\n*_[]()`\"'#>-.:,;"
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign
+# A number with its sign: the sign counts only where it does not join two words or numbers
+# ("level-2" and "1-2" read 2 and 1, not -2).
+_NUMBER = re.compile(rf"(?:(?<![\w.])[{_MINUS}])?\d+(?:\.\d+)?")
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _LABEL_TEXT_MAX = 200
 
 
 def _strip_edges(text: str) -> str:
-    return text.strip(_EDGE)
+    """``text`` without the decoration around it, keeping a minus sign that stands right before a digit
+    (``"**-1**"`` -> ``"-1"``: stripping it would turn an out-of-range score into a valid one)."""
+    start, end = len(text) - len(text.lstrip(_EDGE)), len(text.rstrip(_EDGE))
+    if 0 < start < end and text[start].isdigit() and text[start - 1] in _MINUS:
+        start -= 1
+    return text[start:end] if start < end else ""
 
 
 def _answer_text(text: str) -> str:
@@ -79,7 +95,8 @@ def _answer_text(text: str) -> str:
 def _label_pattern(rub: Rubric) -> re.Pattern[str]:
     names = sorted((label.name for label in rub.labels), key=len, reverse=True)  # longest first
     alternatives = "|".join(r"\s+".join(map(re.escape, name.split())) for name in names)
-    return re.compile(rf"\b(?P<name>{alternatives})\b(?:\s*[(\[]\s*(?P<number>\d+)\s*[)\]])?", re.IGNORECASE)
+    return re.compile(rf"\b(?P<name>{alternatives})\b(?:\s*[(\[]\s*(?P<number>[{_MINUS}]?\d+)\s*[)\]])?",
+                      re.IGNORECASE)
 
 
 def _last_label(text: str, rub: Rubric, *, numbered_only: bool = False) -> tuple[Label, int | None] | None:
@@ -94,27 +111,29 @@ def _last_label(text: str, rub: Rubric, *, numbered_only: bool = False) -> tuple
     label = rub.label_for(found.group("name"))
     assert label is not None  # the pattern only matches the rubric's names
     number = found.group("number")
-    return label, int(number) if number is not None else None
+    return label, int(number.replace("\u2212", "-")) if number is not None else None
 
 
 # Scores -------------------------------------------------------------------------------------------
 
 
-def _score_from_field(value: Any) -> tuple[int | None, bool, str | None]:
-    """(score, clean, problem) from a score field: the first number (the study's rule), ``clean`` when
-    the field held nothing else, ``problem`` when there is no usable number."""
+def _score_from_field(value: Any) -> tuple[int | None, bool, str | None, bool]:
+    """(score, clean, problem, invalid) from a score field: the first number with its sign (the study's
+    rule), ``clean`` when the field held nothing else, ``problem`` when there is no usable number, and
+    ``invalid`` when there is one but it is no score of the rubric (negative, above 3, fractional)."""
     if value is None:
-        return None, False, None
+        return None, False, None, False
     if isinstance(value, bool):
-        return None, False, f"score field is a boolean ({value!r})"
+        return None, False, f"score field is a boolean ({value!r})", True
     text = str(value)
     match = _NUMBER.search(text)
     if match is None:
-        return None, False, f"score field {_shorten(text)!r} holds no number"
-    number = float(match.group())
-    if not number.is_integer() or not 0 <= number <= 3:
-        return None, False, f"score field {_shorten(text)!r} starts with {match.group()}, not a score 0-3"
-    return int(number), _strip_edges(text) == match.group(), None
+        return None, False, f"score field {_shorten(text)!r} holds no number", False
+    written = match.group()
+    number = float(written.replace("\u2212", "-"))
+    if written[0] in _MINUS or not number.is_integer() or not 0 <= number <= 3:
+        return None, False, f"score field {_shorten(text)!r} starts with {written}, not a score 0-3", True
+    return int(number), _strip_edges(text) == written, None, False
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -133,7 +152,7 @@ def _resolve(*, label_text: Any, score_value: Any, rationale: Any, rub: Rubric,
     found = _last_label(label_text, rub) if label_text else None
     label_display = found[0].display if found else (
         _shorten(_strip_edges(label_text), _LABEL_TEXT_MAX) or None if label_text else None)
-    score, clean, problem = _score_from_field(score_value)
+    score, clean, problem, invalid = _score_from_field(score_value)
 
     def result(value: int | None, status: ParseStatus, reason: str | None = None,
                label: str | None = label_display) -> ParsedAnswer:
@@ -148,6 +167,9 @@ def _resolve(*, label_text: Any, score_value: Any, rationale: Any, rub: Rubric,
         if label_text and _strip_edges(label_text) and not found:
             return result(score, "repaired", f"label {_shorten(label_text)!r} is not one of the rubric's labels")
         return result(score, "ok")
+    if invalid:  # an explicit out-of-range score: the judge's verdict is unusable, not repairable
+        also = f" (the label {found[0].display!r} is not used instead)" if found else ""
+        return result(None, "failed", f"{problem}{also}")
     missing = problem or "no score field"
     if found:
         label, number = found
@@ -163,14 +185,16 @@ def _resolve(*, label_text: Any, score_value: Any, rationale: Any, rub: Rubric,
         alone = rub.label_for(bare)
         if alone is not None:
             return result(alone.score, "repaired", "the answer is a label alone", label=alone.display)
-        if re.fullmatch(r"[0-3]", bare):
-            return result(int(bare), "repaired", "the answer is a score alone")
+        if _NUMBER.fullmatch(bare):
+            alone, _, _, _ = _score_from_field(bare)
+            if alone is None:
+                return result(None, "failed", f"the answer is the number {bare} alone, not a score 0-3")
+            return result(alone, "repaired", "the answer is a score alone")
     return result(None, "failed", f"{missing}; no rubric label found either")
 
 
 # JSON answers -------------------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 _JSON_KEYS = {
     "score": ("score", "overall quantitative score", "quantitative score"),
     "label": ("label", "overall qualitative label", "qualitative label"),
@@ -178,23 +202,22 @@ _JSON_KEYS = {
 }
 
 
+def _is_verdict(obj: dict[str, Any]) -> bool:
+    """Whether a JSON object is a judge's verdict or an eval record (not, e.g., a tool input quoted in
+    the rationale)."""
+    if isinstance(obj.get("replicates"), list) or ("error" in obj and "eval_id" in obj):
+        return True
+    return _json_field(obj, "score")[0] or _json_field(obj, "label")[0]
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object ``text`` is (or holds in a code fence, or between its first ``{`` and last ``}``)."""
-    candidates = [text.strip()]
-    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start: end + 1])
-    for candidate in candidates:
-        if not candidate.startswith("{"):
-            continue
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+    """The verdict object in ``text``: the last complete JSON object with a verdict key, wherever it
+    stands (alone, in a code fence, after prose that itself holds braces, after drafts)."""
+    found = None
+    for _, _, value in json_values(text):
+        if isinstance(value, dict) and _is_verdict(value):
+            found = value
+    return found
 
 
 def _json_field(obj: dict[str, Any], kind: str) -> tuple[bool, Any]:

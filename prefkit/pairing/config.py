@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from prefkit.judges.replicates import Aggregation
-from prefkit.records import PairStrategy
+from prefkit.records import TRAJECTORY_FLAGS, PairStrategy
 
 ScoreMetric = Literal["safety", "helpfulness"]
 Agreement = Literal["none", "all_but_one", "majority", "exact"]
@@ -69,6 +69,10 @@ class PairConfig(BaseModel, frozen=True, extra="forbid", validate_default=True):
     safety_floor: float | None = Field(default=None, ge=0, le=3)
     """The chosen trajectory's safety score must also be >= this (meant for ``both``/``average``/``helpfulness``;
     a missing safety score fails)."""
+    exclude_chosen_flags: tuple[str, ...] = ()
+    """Trajectory flags (``prefkit.records.TRAJECTORY_FLAGS``) that keep a trajectory out of the chosen side: a
+    pair whose chosen trajectory carries one is not made (the trajectory may still be rejected). E.g.
+    ``("non_object_arguments",)``: the model is never trained towards a cut-off or non-JSON action input."""
 
     # Split and rendering --------------------------------------------------------------------------
     split_rule: SplitRule = "study"
@@ -104,7 +108,18 @@ class PairConfig(BaseModel, frozen=True, extra="forbid", validate_default=True):
             changed.append("aggregation")
         if self.split_rule != "study":
             changed.append("split_rule")
+        if self.exclude_chosen_flags:
+            changed.append("exclude_chosen_flags")
         return changed
+
+    @field_validator("exclude_chosen_flags")
+    @classmethod
+    def _known_flags(cls, flags: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in flags if f not in TRAJECTORY_FLAGS]
+        if unknown:
+            raise ValueError(f"unknown trajectory flag(s) {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(TRAJECTORY_FLAGS)}")
+        return tuple(dict.fromkeys(flags))
 
     @model_validator(mode="after")
     def _check_study_compatible(self) -> PairConfig:

@@ -22,9 +22,9 @@ from typing import Any
 
 import polars as pl
 
-from prefkit.errors import InputError
+from prefkit.errors import InputError, PrefkitError
 from prefkit.pairing.config import PairConfig
-from prefkit.pairing.scores import trajectory_scores
+from prefkit.pairing.scores import select_judge, trajectory_scores
 from prefkit.pairing.split import split_scenarios
 from prefkit.pairing.strategies import iter_pair_batches
 from prefkit.records import PreferencePair, Scenario
@@ -61,6 +61,59 @@ class PairingResult:
         }
 
 
+class NothingToPair(PrefkitError):
+    """The run lacks what the pairing rules read: trajectories, or usable judgments on a metric they use.
+    Pairing would only write 0 pairs, so it stops and says what is missing and how to make it (exit code 1)."""
+
+    exit_code = 1
+
+
+def metrics_read(config: PairConfig) -> tuple[str, ...]:
+    """The metrics whose scores ``config``'s rules read (see ``strategies``): the first metric always; the
+    second for ``both``/``average`` and for ``ties="second_metric"``; safety for a ``safety_floor``."""
+    first, second = config.metrics
+    read = [first]
+    if config.strategy in ("both", "average") or config.ties == "second_metric":
+        read.append(second)
+    if config.safety_floor is not None and "safety" not in read:
+        read.append("safety")
+    return tuple(read)
+
+
+def check_pairable(store: RunStore, config: PairConfig) -> None:
+    """Refuse a run that cannot give a single pair for lack of input, naming what is missing.
+
+    Raises:
+        NothingToPair: the run has no trajectories; or, for a metric in ``metrics_read(config)``, no judgment
+            by the judge in use, or only failed ones (no score).
+        InputError: an ambiguous or unknown judge (``scores.select_judge``).
+    """
+    run = store.path
+    if not store.scan("trajectories").select(pl.len()).collect().item():
+        raise NothingToPair(f"run {run} holds no trajectories, so there is nothing to pair; roll agents out with "
+                            f"`prefkit rollout SUITE --agent MODEL@BACKEND --emulator MODEL@BACKEND --out {run}`, "
+                            "or import judged ones with `prefkit import toolemu`")
+    judgments = store.scan("judgments")
+    judge = select_judge(judgments, config)
+    needed = metrics_read(config)
+    counts = {metric: (n, scored) for metric, n, scored in (
+        judgments.filter(pl.col("metric").is_in(needed) & (pl.col("judge").struct.field("model") == judge))
+        .group_by("metric").agg(pl.len(), pl.col("score").is_not_null().sum())
+        .collect().rows()
+    )} if judge is not None else {}
+    by = f" by judge {judge!r}" if judge is not None else ""
+    missing = [m for m in needed if m not in counts]
+    if missing:
+        raise NothingToPair(f"no {' or '.join(missing)} judgments{by} in run {run}: the {config.strategy} strategy "
+                            f"pairs on {' and '.join(needed)}; judge the trajectories with `prefkit judge {run} "
+                            f"--judge MODEL@BACKEND --metrics {','.join(missing)}`")
+    failed = [f"{m} ({counts[m][0]} judgments)" for m in needed if not counts[m][1]]
+    if failed:
+        raise NothingToPair(f"every {' and every '.join(failed)} judgment{by} in run {run} failed (no score), so "
+                            f"no trajectory can pair; see `prefkit inspect {run}`, re-parse with `prefkit rescore "
+                            f"{run}` or judge again with `prefkit judge {run} --judge MODEL@BACKEND`")
+
+
 # --------------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------------
@@ -83,7 +136,8 @@ def trajectory_table(store: RunStore, config: PairConfig, scenarios: pl.DataFram
     """One row per trajectory in run order (row ``order`` = position): what a pair needs of each side.
 
     Columns: ``order``, ``id``, ``scenario_id``, ``agent``, ``source``, ``safety``, ``helpfulness``,
-    ``scenario_index``, ``split``, ``group`` (the scenario's rank in first-seen order), ``candidate`` (usable).
+    ``scenario_index``, ``split``, ``group`` (the scenario's rank in first-seen order), ``candidate`` (usable),
+    ``eligible`` (may be the chosen side: it carries none of ``config.exclude_chosen_flags``).
 
     Raises:
         InputError: a trajectory's scenario is not in the run's scenarios table.
@@ -93,6 +147,8 @@ def trajectory_table(store: RunStore, config: PairConfig, scenarios: pl.DataFram
     table = (
         store.scan("trajectories")
         .select("id", "scenario_id", agent=pl.col("agent").struct.field("name"), source="source",
+                eligible=~pl.col("flags").list.eval(pl.element().is_in(list(config.exclude_chosen_flags))).list.any()
+                .fill_null(False),
                 **({"dedup_key": dedup_key} if config.dedup else {}))
         .with_row_index("order")
         .join(trajectory_scores(store.scan("judgments"), config), left_on="id", right_on="trajectory_id",
@@ -181,7 +237,7 @@ def pair_records_frame(pairs: pl.DataFrame, table: pl.DataFrame, config: PairCon
 def iter_pair_frames(table: pl.DataFrame, config: PairConfig) -> Iterator[pl.DataFrame]:
     """``PreferencePair`` frames, one per batch of scenarios, in order (the streaming form of build_pairs)."""
     candidates = table.filter("candidate").select(
-        "order", "group", m1=pl.col(config.metrics[0]), m2=pl.col(config.metrics[1])
+        "order", "group", "eligible", m1=pl.col(config.metrics[0]), m2=pl.col(config.metrics[1])
     )
     batches = iter_pair_batches(candidates, config)
     # The next batch's join runs in polars (outside the GIL) while this thread hashes the current batch's ids.
@@ -204,6 +260,7 @@ def build_pairs(store: RunStore, config: PairConfig) -> PairingResult:
 
     Raises:
         InputError: the run has no scenarios, unknown scenarios, or an ambiguous/missing judge.
+        NothingToPair: no trajectories, or no usable judgments on a metric the rules read (``check_pairable``).
 
     Example: ``build_pairs(RunStore("runs/q32"), PairConfig(strategy="safety")).counts["pairs"]`` is 932
     on the study's raw_q32 subset.
@@ -211,6 +268,7 @@ def build_pairs(store: RunStore, config: PairConfig) -> PairingResult:
     scenarios = store.read("scenarios")
     if not scenarios:
         raise InputError("the run has no scenarios; the split needs the whole suite", path=store.path)
+    check_pairable(store, config)
     table = trajectory_table(store, config, scenario_splits(scenarios, config))  # type: ignore[arg-type]
     frames = list(iter_pair_frames(table, config))
     pairs = pl.concat(frames) if frames else pl.DataFrame(schema=PAIR_SCHEMA)
@@ -265,8 +323,9 @@ def pair_run(run: str | Path, out: str | Path, *, force: bool = False, **options
     try:
         config = PairConfig(**options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"], field=".".join(str(p) for p in first["loc"]) or None) from exc
+        from prefkit.errors import validation_input_error
+
+        raise validation_input_error(exc, PairConfig, what="pairing") from None
     store = RunStore(run)
     try:
         store.manifest()

@@ -2,9 +2,19 @@
 
 One row per pair: ``prompt`` (system + user), ``chosen`` and ``rejected`` (the two trajectories' agent sides),
 ``tools`` for the native rendering (a JSON string of the function schemas; TRL ``json.loads`` it), and
-metadata columns (see ``METADATA_FEATURES``). Every message is a dict with exactly ``role``, ``content`` and
-``tool_calls`` (``None`` except on native assistant tool calls, where it is
-``[{"type": "function", "function": {"name": ..., "arguments": <dict, or the raw text if not a JSON object>}}]``).
+metadata columns (see ``METADATA_COLUMNS`` and ``FLAG_COLUMNS``). Every message is a dict with exactly the keys
+``role``, ``content``, ``tool_calls`` and ``tool_call_id``, made by the one message converter
+(``prefkit.backends.base.message_dict`` with ``arguments="object"``, ``every_key=True``):
+
+- ``tool_calls`` is ``None`` except on native assistant tool calls, where it is
+  ``[{"id": "call00000", "type": "function", "function": {"name": ..., "arguments": {...}}}]``; the
+  arguments are always a JSON object (a step whose action input is not one is rendered as ReAct text, see
+  ``prefkit.render.native``);
+- ``tool_call_id`` is ``None`` except on native ``tool`` messages, where it is the id of the call it answers.
+
+Call ids are 9 alphanumerics (what Mistral-family templates demand), unique within a conversation.
+``chosen_flags``/``rejected_flags`` list each side's trajectory flags (``prefkit.records.TRAJECTORY_FLAGS``,
+e.g. ``non_object_arguments``), so ``prefkit validate`` and the audit can count rows that hold such a side.
 
 Messages are stored with ``datasets``' ``Json`` feature: Arrow would otherwise merge every call's ``arguments``
 into one struct type with all keys of all calls (environment.md §4), and the round trip would change them.
@@ -18,11 +28,13 @@ prompt ending in a tool message (trl issue 3529).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from prefkit.backends.base import message_dicts
 from prefkit.pairing.config import Rendering
 from prefkit.records import Message, Scenario, Toolkit
 from prefkit.store import RunStore, atomic_path
@@ -54,42 +66,29 @@ METADATA_COLUMNS: dict[str, str] = {
 
 def pair_rows_features(rendering: Rendering) -> Any:
     """The ``datasets.Features`` of the rows: messages as ``List(Json())``, ``tools`` (native only) as a
-    string, then the metadata columns."""
+    string, then the metadata columns and the flag columns (lists of strings)."""
     from datasets import Features, Json, List, Value
 
     features: dict[str, Any] = {name: List(Json()) for name in MESSAGE_COLUMNS}
     if rendering == "native":
         features["tools"] = Value("string")
     features.update({name: Value(dtype) for name, dtype in METADATA_COLUMNS.items()})
+    features.update({name: List(Value("string")) for name in FLAG_COLUMNS})
     return Features(features)
 
 
-def trl_message(message: dict[str, Any]) -> dict[str, Any]:
-    """A ``Message`` (as a dict) in TRL's format: ``role``, ``content``, ``tool_calls``."""
-    calls = message.get("tool_calls")
-    return {
-        "role": message["role"],
-        "content": message.get("content") or "",
-        "tool_calls": None if calls is None else [
-            {"type": "function", "function": {"name": c["name"], "arguments": _arguments(c["arguments"])}}
-            for c in calls
-        ],
-    }
+FLAG_COLUMNS = ("chosen_flags", "rejected_flags")
+"""List-of-strings metadata columns: the flags of the chosen and the rejected trajectory (after ``METADATA_COLUMNS``)."""
 
 
-def _arguments(text: str) -> Any:
-    """Tool-call arguments as chat templates want them: the parsed JSON object, else the raw text."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
+def row_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages (records, or their ``model_dump()`` as the run store holds them) as the rows' message dicts."""
+    return message_dicts(messages, arguments="object", every_key=True)
 
 
-def _message_texts(messages: list[dict[str, Any]] | tuple[Message, ...]) -> list[str]:
-    """Each message in TRL's format as exact JSON text (what ``write_pair_rows`` hands to ``datasets``)."""
-    dicts = [m.model_dump() if isinstance(m, Message) else m for m in messages]
-    return [json.dumps(trl_message(m), ensure_ascii=False) for m in dicts]
+def _message_texts(messages: Iterable[Message | Mapping[str, Any]]) -> list[str]:
+    """Each message of a row as exact JSON text (what ``write_pair_rows`` hands to ``datasets``)."""
+    return [json.dumps(m, ensure_ascii=False) for m in row_messages(messages)]
 
 
 def prompt_frame(scenarios: list[Scenario], toolkits: list[Toolkit], rendering: Rendering) -> pl.DataFrame:
@@ -108,19 +107,20 @@ def prompt_frame(scenarios: list[Scenario], toolkits: list[Toolkit], rendering: 
 
 
 def turns_frame(store: RunStore, ids: pl.Series, rendering: Rendering) -> pl.DataFrame:
-    """``trajectory_id`` and ``turns`` (its agent side's TRL messages as JSON texts) for ``ids``."""
+    """``trajectory_id``, ``turns`` (its agent side's TRL messages as JSON texts) and ``flags`` for ``ids``."""
     column = "react_messages" if rendering == "react" else "messages"
     trajectories = (
         store.scan("trajectories")
         .filter(pl.col("id").is_in(ids.unique().implode()))
-        .select(trajectory_id="id", messages=column)
+        .select(trajectory_id="id", messages=column, flags=pl.col("flags").cast(pl.List(pl.String)))
         .unique("trajectory_id", keep="first", maintain_order=True)
         .collect()
     )
-    # Tool-call arguments turn into dicts or strings per call, which no polars dtype holds: per trajectory
-    # in Python, once for each trajectory however many pairs it is in.
+    # Tool-call arguments decode to per-call dicts, which no polars dtype holds: per trajectory in Python,
+    # once for each trajectory however many pairs it is in.
     return trajectories.select(
         "trajectory_id",
+        "flags",
         turns=pl.Series([_message_texts(m) for m in trajectories["messages"].to_list()], dtype=pl.List(pl.String)),
     )
 
@@ -141,10 +141,10 @@ def pair_rows_frame(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
     return (
         pairs.lazy()
         .join(prompts.lazy(), on="scenario_id", how="left", maintain_order="left")
-        .join(turns.lazy().rename({"trajectory_id": "chosen_id", "turns": "chosen"}), on="chosen_id",
-              how="left", maintain_order="left")
-        .join(turns.lazy().rename({"trajectory_id": "rejected_id", "turns": "rejected"}), on="rejected_id",
-              how="left", maintain_order="left")
+        .join(turns.lazy().rename({"trajectory_id": "chosen_id", "turns": "chosen", "flags": "chosen_flags"}),
+              on="chosen_id", how="left", maintain_order="left")
+        .join(turns.lazy().rename({"trajectory_id": "rejected_id", "turns": "rejected", "flags": "rejected_flags"}),
+              on="rejected_id", how="left", maintain_order="left")
         .select(
             "prompt",
             "chosen",
@@ -168,6 +168,8 @@ def pair_rows_frame(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
             margin="margin",
             margin_safety=pl.col("chosen_safety") - pl.col("rejected_safety"),
             margin_helpfulness=pl.col("chosen_helpfulness") - pl.col("rejected_helpfulness"),
+            chosen_flags="chosen_flags",
+            rejected_flags="rejected_flags",
         )
         .collect()
     )
@@ -183,8 +185,10 @@ def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
 
 
 def _encoded_messages(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with every message as exact JSON text (texts are kept, dicts encoded by Python's json)."""
+    """The row with every message as exact JSON text (texts are kept, dicts encoded by Python's json), and
+    empty flag lists where the row has none."""
     return {
+        **{name: [] for name in FLAG_COLUMNS},
         **row,
         **{
             name: [m if isinstance(m, str) else json.dumps(m, ensure_ascii=False) for m in row[name]]

@@ -72,8 +72,10 @@ def trajectory_scores(judgments: pl.LazyFrame, config: PairConfig) -> pl.LazyFra
         InputError: see ``select_judge``; or an agreement filter on a run without multi-replicate judgments.
     """
     judge = select_judge(judgments, config)
+    # No judge (no judgments at all) matches nothing; comparing with None would make polars warn.
+    by_judge = pl.lit(False) if judge is None else pl.col("judge").struct.field("model") == judge
     judged = judgments.filter(
-        pl.col("metric").is_in(SCORE_METRICS) & (pl.col("judge").struct.field("model") == judge)
+        pl.col("metric").is_in(SCORE_METRICS) & by_judge
     ).select("trajectory_id", "metric", "judge", "replicate", "score", "distribution")
     single = judged.select((pl.col("replicate") == 0).all()).collect().item() is not False
     if single and config.agreement == "none":

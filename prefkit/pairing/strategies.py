@@ -2,12 +2,13 @@
 
 Input (``candidates``): one row per trajectory that has a first-metric score, with columns ``order`` (its row
 in the run's trajectories table), ``group`` (its scenario's rank in first-seen order), ``m1`` and ``m2``
-(first and second metric scores, Float64, ``m2`` may be null).
+(first and second metric scores, Float64, ``m2`` may be null) and optionally ``eligible`` (Boolean: whether it
+may be the chosen side, see ``PairConfig.exclude_chosen_flags``; true when absent).
 
 Output: pairs as ``group``, ``chosen`` and ``rejected`` (``order`` values), in the study's order: scenarios
 in first-seen order, then every unordered pair ``i < j`` (by ``order``) in ``(i, j)`` order.
 
-How: every rule depends only on the two sides' scores, and a passing pair is always oriented (the chosen side
+How: every rule depends only on the two sides' scores (and the chosen side's ``eligible``), and a passing pair is always oriented (the chosen side
 is strictly better on the deciding metric), so each unordered pair can pass in one orientation at most. The
 predicate is therefore evaluated once on the few distinct score tuples ("buckets", e.g. 16 for two metrics on
 0-3) to get the bucket pairs that pass; the self-join on (scenario, bucket) then produces exactly the passing
@@ -43,6 +44,8 @@ def pair_predicate(config: PairConfig) -> pl.Expr:
     - ``ties="second_metric"``: a first-metric tie (both >= min_chosen) counts as passing the first metric
       when the second metric passes.
     - ``safety_floor``: the chosen side's safety is >= the floor.
+    - ``exclude_chosen_flags``: the chosen side is ``eligible`` (``c_eligible``: it carries none of those
+      flags); a flagged trajectory may still be the rejected side.
     """
     c1, r1, c2, r2 = pl.col("c1"), pl.col("r1"), pl.col("c2"), pl.col("r2")
     first = _metric_passes(c1, r1, config)
@@ -57,23 +60,31 @@ def pair_predicate(config: PairConfig) -> pl.Expr:
     if config.safety_floor is not None:
         chosen_safety = c1 if config.metrics[0] == "safety" else c2
         passes = passes & (chosen_safety >= config.safety_floor)
+    if config.exclude_chosen_flags:
+        passes = passes & pl.col("c_eligible")
     return passes
 
 
+def _bucket_key(frame: pl.DataFrame) -> list[str]:
+    return ["m1", "m2", *(["eligible"] if "eligible" in frame.columns else [])]
+
+
 def with_buckets(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Candidates with a ``bucket`` column (one id per distinct (m1, m2) tuple), and the buckets table."""
+    """Candidates with a ``bucket`` column (one id per distinct (m1, m2[, eligible]) tuple), and the buckets table."""
+    key = _bucket_key(candidates)
     buckets = (
-        candidates.select("m1", "m2")
+        candidates.select(key)
         .unique()
-        .sort("m1", "m2", nulls_last=True)
+        .sort(key, nulls_last=True)
         .with_row_index("bucket")
     )
-    return candidates.join(buckets, on=["m1", "m2"], how="left", nulls_equal=True), buckets
+    return candidates.join(buckets, on=key, how="left", nulls_equal=True), buckets
 
 
 def passing_bucket_pairs(buckets: pl.DataFrame, config: PairConfig) -> pl.DataFrame:
     """(``bucket_c``, ``bucket_r``) for every ordered pair of score tuples that passes ``pair_predicate``."""
-    chosen = buckets.select(bucket_c="bucket", c1="m1", c2="m2")
+    eligible = {"c_eligible": "eligible"} if "eligible" in buckets.columns else {}
+    chosen = buckets.select(bucket_c="bucket", c1="m1", c2="m2", **eligible)
     rejected = buckets.select(bucket_r="bucket", r1="m1", r2="m2")
     return (
         chosen.join(rejected, how="cross")
@@ -115,7 +126,9 @@ def iter_pair_batches(
     """
     if candidates.height == 0:
         return
-    candidates, buckets = with_buckets(candidates.select("order", "group", "m1", "m2"))
+    if "eligible" not in candidates.columns:
+        candidates = candidates.with_columns(eligible=pl.lit(True))
+    candidates, buckets = with_buckets(candidates.select("order", "group", "m1", "m2", "eligible"))
     passing = passing_bucket_pairs(buckets, config).lazy()
     candidates = candidates.join(_batch_ids(candidates, batch_candidate_pairs), on="group").sort("group", "order")
     for batch in candidates.partition_by("batch", maintain_order=True, include_key=False):

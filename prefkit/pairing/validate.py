@@ -5,12 +5,18 @@ JSON string, metadata columns). Each row is checked in a fixed order and the fir
 reason (see ``check_pair_row``):
 
 1. the contract's shape: the three message lists are present and non-empty; every message has
-   exactly the keys ``role``, ``content`` (a string) and ``tool_calls`` (``None``, or well-formed
-   calls on an assistant message); roles are ``system``/``user``/``assistant``/``tool``, ``system``
+   the keys ``role``, ``content`` (a string) and ``tool_calls``, and may have ``tool_call_id``
+   (the pairer writes all four on every message); ``tool_calls`` is ``None`` or, on an assistant
+   message, a list of ``{"id", "type": "function", "function": {"name", "arguments"}}`` whose
+   ``arguments`` is a JSON object (a string would be quoted a second time by templates that apply
+   ``tojson``); ``tool_call_id`` is ``None`` except on a ``tool`` message, where it is required and must
+   name a call of the nearest assistant message before it; call ids are unique within prompt+chosen
+   and prompt+rejected; roles are ``system``/``user``/``assistant``/``tool``, ``system``
    only first in the prompt; the prompt ends with a ``user`` message (a prompt ending in a ``tool``
    message is rejected by older TRL, huggingface/trl#3529, and is never what the pairer writes);
    ``chosen``/``rejected`` start with an ``assistant`` message; ``tools`` parses to a list of
-   function schemas;
+   function schemas that strict function-calling validators accept
+   (``prefkit.records.function_schema_problems``);
 2. TRL's own utilities: ``trl.data_utils.is_conversational`` and ``apply_chat_template`` (its key-set
    and last-role checks, and the template itself) with the given tokenizer and the row's tools;
 3. the prompt-prefix property, on text and on tokens, exactly as ``DPOTrainer`` tokenizes a row:
@@ -20,7 +26,9 @@ reason (see ``check_pair_row``):
 4. the token lengths of prompt+chosen and prompt+rejected. A valid row longer than ``max_length``
    is *dropped* and counted (the study drops, never truncates; TRL itself would truncate).
 
-Counts: ``rows == valid + invalid`` and ``valid == kept + dropped_too_long``.
+Counts: ``rows == valid + invalid`` and ``valid == kept + dropped_too_long``. Also counted (not a
+failure): rows whose chosen or rejected trajectory is flagged ``non_object_arguments`` (an action input
+that is not a JSON object, rendered as ReAct text even in native rows), from the rows' flag columns.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from prefkit.errors import InputError
+from prefkit.records import function_schema_problems
 from prefkit.store import atomic_path
 
 if TYPE_CHECKING:  # heavy imports stay out of module import time
@@ -42,7 +51,13 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     from transformers import PreTrainedTokenizerBase
 
 MESSAGE_KEYS = frozenset({"role", "content", "tool_calls"})
-"""Every message dict of a row has exactly these keys (same keys everywhere keeps Arrow happy)."""
+"""Every message dict of a row has these keys (same keys everywhere keeps Arrow happy)..."""
+OPTIONAL_MESSAGE_KEYS = frozenset({"tool_call_id"})
+"""...and may have these (the pairer writes them on every message; rows without them are older)."""
+CALL_KEYS = frozenset({"id", "type", "function"})
+"""The keys of one tool call of an assistant message."""
+FLAG = "non_object_arguments"
+"""The trajectory flag whose rows ``validate_pair_rows`` counts."""
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 """Roles the rows may use. Chat templates silently drop roles they do not know (Qwen2.5 does)."""
 TRL_KEYS = ("prompt", "chosen", "rejected")
@@ -59,6 +74,16 @@ class InvalidRow(BaseModel):
     index: int
     """0-based position of the row in its file or dataset."""
     reason: str
+
+
+class FlaggedRows(BaseModel):
+    """How many rows hold a flagged trajectory: on either side, as chosen, as rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rows: int
+    chosen: int
+    rejected: int
 
 
 class ValidationReport(BaseModel):
@@ -88,6 +113,9 @@ class ValidationReport(BaseModel):
     """Per row, in order: the longer of prompt+chosen and prompt+rejected in tokens (0 for an invalid row)."""
     dropped_indices: tuple[int, ...] = ()
     invalid_rows: tuple[InvalidRow, ...] = ()
+    non_object_arguments: FlaggedRows | None = None
+    """Rows (valid or not) whose chosen/rejected trajectory holds an action input that is not a JSON object
+    (flag ``non_object_arguments``); ``None`` when the rows have no ``chosen_flags``/``rejected_flags``."""
 
     @property
     def ok(self) -> bool:
@@ -184,13 +212,20 @@ def _check_tool_calls(calls: Any, where: str) -> None:
         raise RowError(f"{where}.tool_calls must be None or a non-empty list, got {calls!r:.80}")
     for k, call in enumerate(calls):
         fn = call.get("function") if isinstance(call, Mapping) else None
-        if not isinstance(call, Mapping) or set(call) != {"type", "function"} or call["type"] != "function" \
+        if not isinstance(call, Mapping) or set(call) != CALL_KEYS or call["type"] != "function" \
                 or not isinstance(fn, Mapping):
-            raise RowError(f'{where}.tool_calls[{k}] must be {{"type": "function", "function": {{...}}}}')
+            missing = sorted(CALL_KEYS - set(call)) if isinstance(call, Mapping) else []
+            hint = " (rows written before prefkit kept call ids: pair the run again)" if missing == ["id"] else ""
+            raise RowError(f'{where}.tool_calls[{k}] must be {{"id": ..., "type": "function", "function": {{...}}}}'
+                           f"{f', missing {missing}' if missing else ''}{hint}")
+        if not isinstance(call["id"], str) or not call["id"]:
+            raise RowError(f"{where}.tool_calls[{k}].id must be a non-empty string, got {call['id']!r:.40}")
         if set(fn) != {"name", "arguments"} or not isinstance(fn["name"], str) or not fn["name"]:
             raise RowError(f"{where}.tool_calls[{k}].function must have exactly a non-empty name and arguments")
-        if not isinstance(fn["arguments"], dict | str):
-            raise RowError(f"{where}.tool_calls[{k}].function.arguments must be a dict or a string")
+        if not isinstance(fn["arguments"], dict):
+            raise RowError(f"{where}.tool_calls[{k}].function.arguments must be a JSON object (dict), got "
+                           f"{type(fn['arguments']).__name__} {fn['arguments']!r:.60}: templates that apply tojson "
+                           "would quote a string a second time")
 
 
 def _check_messages(row: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -203,9 +238,11 @@ def _check_messages(row: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]
         where = f"{key}[{i}]"
         if not isinstance(msg, Mapping):
             raise RowError(f"{where} is not a message dict")
-        if set(msg) != MESSAGE_KEYS:
-            missing, extra = sorted(MESSAGE_KEYS - set(msg)), sorted(set(msg) - MESSAGE_KEYS)
-            raise RowError(f"{where} keys must be exactly role, content, tool_calls (missing {missing}, extra {extra})")
+        if not MESSAGE_KEYS <= set(msg) <= MESSAGE_KEYS | OPTIONAL_MESSAGE_KEYS:
+            missing = sorted(MESSAGE_KEYS - set(msg))
+            extra = sorted(set(msg) - MESSAGE_KEYS - OPTIONAL_MESSAGE_KEYS)
+            raise RowError(f"{where} keys must be role, content, tool_calls and optionally tool_call_id "
+                           f"(missing {missing}, extra {extra})")
         if msg["role"] not in ROLES:
             raise RowError(f"{where} has role {msg['role']!r}; allowed: {', '.join(sorted(ROLES))}")
         if not isinstance(msg["content"], str):
@@ -214,9 +251,35 @@ def _check_messages(row: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]
             if msg["role"] != "assistant":
                 raise RowError(f"{where} has tool_calls but role {msg['role']!r}; only assistant messages call tools")
             _check_tool_calls(msg["tool_calls"], where)
+        tool_call_id = msg.get("tool_call_id")
+        if msg["role"] == "tool":
+            if not isinstance(tool_call_id, str) or not tool_call_id:
+                raise RowError(f"{where} is a tool message without a tool_call_id (the id of the call it answers; "
+                               "rows written before prefkit kept call ids: pair the run again)")
+        elif tool_call_id is not None:
+            raise RowError(f"{where} has a tool_call_id but role {msg['role']!r}; only tool messages answer calls")
         if msg["role"] == "system" and not (key == "prompt" and i == 0):
             raise RowError(f"{where} is a system message; only the first prompt message may be one")
     return messages
+
+
+def _check_call_ids(prompt: list[Mapping[str, Any]], side: list[Mapping[str, Any]], key: str) -> None:
+    """Tool-call ids in prompt+``side``: unique, and every tool message answers a call of the nearest
+    assistant message before it (what templates that render ids, e.g. Mistral's, rely on)."""
+    seen: set[str] = set()
+    open_calls: set[str] | None = None  # the ids of the nearest assistant message so far
+    for where, msg in [*((f"prompt[{i}]", m) for i, m in enumerate(prompt)),
+                       *((f"{key}[{i}]", m) for i, m in enumerate(side))]:
+        if msg["role"] == "assistant":
+            ids = [call["id"] for call in msg["tool_calls"] or []]
+            repeated = sorted({i for i in ids if i in seen or ids.count(i) > 1})
+            if repeated:
+                raise RowError(f"{where} repeats tool call id {repeated[0]!r}; ids must be unique in a conversation")
+            seen.update(ids)
+            open_calls = set(ids)
+        elif msg["role"] == "tool" and msg["tool_call_id"] not in (open_calls or ()):
+            raise RowError(f"{where}.tool_call_id {msg['tool_call_id']!r} names no call of the assistant message "
+                           f"before it (its calls: {sorted(open_calls or ())})")
 
 
 def _parse_tools(row: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -229,11 +292,13 @@ def _parse_tools(row: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             tools = json.loads(tools)
         except json.JSONDecodeError as exc:
             raise RowError(f"tools is not valid JSON ({exc})") from exc
-    if not isinstance(tools, list) or not all(
-        isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict)
-        and isinstance(t["function"].get("name"), str) for t in tools
-    ):
+    if not isinstance(tools, list):
         raise RowError('tools must be a list of {"type": "function", "function": {"name": ...}} schemas')
+    for k, schema in enumerate(tools):
+        problems = function_schema_problems(schema)
+        if problems:
+            raise RowError(f"tools[{k}]{problems[0]} (strict function-calling validators reject it"
+                           f"{f'; {len(problems) - 1} more problem(s)' if len(problems) > 1 else ''})")
     return tools
 
 
@@ -255,6 +320,7 @@ def check_row_shape(row: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     for key, messages in (("chosen", chosen), ("rejected", rejected)):
         if messages[0]["role"] != "assistant":
             raise RowError(f"{key} must start with an assistant message, not {messages[0]['role']!r}")
+        _check_call_ids(prompt, messages, key)
     return _parse_tools(row)
 
 
@@ -394,6 +460,7 @@ def validate_pair_rows(
     row_tokens: list[int] = []
     prompt_tokens: list[int] = []
     tokens = TokenCounter(tokenizer)
+    flagged = _flagged_rows(rows)
     for index, row in enumerate(rows):
         try:
             lengths = check_pair_row(row, tokenizer, tokens=tokens)
@@ -418,7 +485,24 @@ def validate_pair_rows(
         row_tokens=tuple(row_tokens),
         dropped_indices=dropped,
         invalid_rows=tuple(invalid),
+        non_object_arguments=flagged,
     )
+
+
+def _flagged_rows(rows: Any) -> FlaggedRows | None:
+    """Rows whose chosen/rejected flags hold ``FLAG``; ``None`` when the rows have no flag columns."""
+    names = getattr(rows, "column_names", None)
+    if names is not None:  # a Dataset: read the two small columns, not every message
+        if not {"chosen_flags", "rejected_flags"} <= set(names):
+            return None
+        sides = zip(rows["chosen_flags"], rows["rejected_flags"], strict=True)
+    else:
+        if any("chosen_flags" not in r or "rejected_flags" not in r for r in rows):
+            return None
+        sides = ((r["chosen_flags"], r["rejected_flags"]) for r in rows)
+    marks = [(FLAG in (c or ()), FLAG in (r or ())) for c, r in sides]
+    return FlaggedRows(rows=sum(c or r for c, r in marks), chosen=sum(c for c, _ in marks),
+                       rejected=sum(r for _, r in marks))
 
 
 def write_kept_rows(rows: Dataset, report: ValidationReport, out: str | os.PathLike[str]) -> int:
@@ -481,12 +565,24 @@ def validate_pairs_path(
 
 
 def summarize_reports(reports: Mapping[str, ValidationReport]) -> dict[str, Any]:
-    """Totals over several reports (integers, maxima for token counts) plus each file's counts."""
+    """Totals over several reports (integers, maxima for token counts) plus each file's counts.
+
+    ``non_object_arguments`` (in the totals and per file) is ``{"rows", "chosen", "rejected"}``: rows whose
+    either / chosen / rejected trajectory is flagged ``non_object_arguments``; ``None`` for rows without
+    flag columns."""
     keys = ("rows", "valid", "kept", "invalid", "dropped_too_long")
     total: dict[str, Any] = {k: sum(r.counts()[k] for r in reports.values()) for k in keys}
     total["max_tokens"] = max((r.max_tokens for r in reports.values()), default=0)
     total["max_prompt_tokens"] = max((r.max_prompt_tokens for r in reports.values()), default=0)
-    total["files"] = {name: r.counts() for name, r in reports.items()}
+    # rows holding a trajectory flagged non_object_arguments (either side, chosen, rejected); None if unknown
+    flagged = [r.non_object_arguments for r in reports.values()]
+    total[FLAG] = None if None in flagged or not flagged else {
+        k: sum(getattr(f, k) for f in flagged if f is not None) for k in ("rows", "chosen", "rejected")
+    }
+    total["files"] = {
+        name: {**r.counts(), FLAG: r.non_object_arguments.model_dump() if r.non_object_arguments else None}
+        for name, r in reports.items()
+    }
     total["invalid_rows"] = [
         {"file": name, "index": bad.index, "reason": bad.reason}
         for name, r in reports.items() for bad in r.invalid_rows

@@ -86,11 +86,15 @@ class CardDataset(BaseModel, frozen=True, extra="forbid"):
     """This dataset's ``audit.json`` (``prefkit audit``); the card shows its headline numbers."""
     plots: tuple[str, ...] = ()
     """This dataset's plots, as paths inside the dataset folder (``plots/<file>.png``)."""
+    fingerprint: str | None = None
+    """``prefkit.publish.layout.config_fingerprint`` of this config's files. The card's ``configs`` entry
+    carries it in its ``description``, which ``datasets`` hashes into the cache key of a local folder, so a
+    rebuilt folder (or another folder of the same name) never loads an older build's cached rows."""
 
     @property
     def loadable_splits(self) -> list[str]:
-        """The splits with rows: the only ones the card's ``configs`` metadata names, since ``datasets``
-        fails to load a split whose files hold no rows."""
+        """The splits with rows: the only ones that are laid out and that the card's ``configs`` metadata and
+        snippets name, since ``datasets`` fails to load a split whose files hold no rows."""
         return [split for split, n in self.counts.items() if n > 0]
 
     @field_validator("counts")
@@ -140,6 +144,25 @@ class CardContext(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"dataset names must be unique, got {names}")
         return self
 
+    @property
+    def loadable(self) -> tuple[CardDataset, ...]:
+        """The configs with rows, in order: those the metadata lists (the first is the default config)."""
+        return tuple(d for d in self.datasets if d.loadable_splits)
+
+    @property
+    def load_example(self) -> tuple[str, str] | None:
+        """(config, split) the "Load it" snippet shows: the default config and its train split, else its first
+        split with rows; None when no config has rows."""
+        if not self.loadable:
+            return None
+        first = self.loadable[0]
+        return first.name, "train" if "train" in first.loadable_splits else first.loadable_splits[0]
+
+    @property
+    def train_example(self) -> str | None:
+        """The config the "Train on it" snippet trains on: the first one with train rows (None if none has)."""
+        return next((d.name for d in self.loadable if "train" in d.loadable_splits), None)
+
 
 def cards_dir() -> Path:
     """The repository's ``cards/`` folder of templates."""
@@ -179,8 +202,12 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
                 "data_files": [{"split": split, "path": data_files_pattern(d.name, split)}
                                for split in d.loadable_splits],
                 **({"default": True} if i == 0 else {}),
+                # `description` is a BuilderConfig field: `datasets` hashes it into the cache key of a local
+                # folder (see CardDataset.fingerprint); the Hub passes it to the builder unchanged.
+                **({"description": f"{d.strategy} pairs; data fingerprint {d.fingerprint[:16]}"}
+                   if d.fingerprint else {}),
             }
-            for i, d in enumerate(d for d in ctx.datasets if d.loadable_splits)
+            for i, d in enumerate(ctx.loadable)
         ],
     }
 

@@ -13,11 +13,23 @@ each config's splits to ``data/<config>/<split>-*.parquet`` (``data_files_patter
 path). The parquet files are the pairer's files copied byte for byte, so the ``datasets`` Features stored in
 their schema metadata (messages as ``Json``) survive, and tool-call arguments load back unchanged.
 
+A split without rows is never laid out: no file is written (or uploaded) for it, so the folder, the card's
+``configs`` and the Hub hold only splits that load (``datasets`` refuses a split whose files hold no rows,
+huggingface/datasets PR #8401, and the dataset viewer cannot convert an empty Parquet file, dataset-viewer
+#2709). A config with no rows at all has no folder.
+
 ``prefkit.json`` marks the folder (and the Hub repo it is published to) as a prefkit dataset:
 ``{"format": "prefkit-dataset", "format_version", "prefkit_version", "fingerprint", "configs": {config: {split:
-{"rows", "files": [{"path", "rows", "sha256"}]}}}, "plots": [...]}``. The ``fingerprint`` hashes every data
-file's path and contents: publishing compares it with the one in the remote repo to tell "the same dataset
-again" from "a different dataset" (``prefkit.publish.hub``).
+{"rows", "files": [{"path", "rows", "sha256"}]}}}, "plots": [...], "scenario_split": {config: ScenarioSplit}}``.
+The ``fingerprint`` hashes every data file's path and contents: publishing compares it with the one in the
+remote repo to tell "the same dataset again" from "a different dataset" (``prefkit.publish.hub``).
+``scenario_split`` (when the writer knows it, as ``prefkit build`` does) records how each config's scenarios
+were split, so that training checks leakage with the dataset's own rule and seed (``prefkit.train.data``).
+
+Stale loads: ``datasets`` (5.x) caches a local folder under its folder name, config name and a hash of the
+card's ``configs`` entries, never of the files (huggingface/datasets #2956). ``config_fingerprint`` is put in
+each config's ``description`` by the card (``prefkit.publish.card``), so a folder rebuilt with other rows, or
+another folder of the same name, gets its own cache entry.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import RootModel, field_validator
+from pydantic import BaseModel, Field, RootModel, field_validator
 
 from prefkit.errors import InputError
 from prefkit.store import atomic_path, file_sha256, write_json_atomic
@@ -90,6 +102,24 @@ class DatasetConfigFiles(RootModel[dict[str, dict[str, Path]]], frozen=True):
                     for name, folder in pairs_dirs.items()})
 
 
+class ScenarioSplit(BaseModel, frozen=True, extra="forbid"):
+    """How one config's scenarios were split into train and test (``prefkit.json``'s ``scenario_split``).
+
+    The rule itself lives in ``prefkit.pairing.split``; this is its record. Example:
+    ``{"rule": "study", "seed": 0, "test_fraction": null, "suite_size": 144, "test_scenarios": [...72 ids]}``.
+    """
+
+    rule: str
+    """``study`` or ``fraction`` (``prefkit.pairing.config.SplitRule``)."""
+    seed: int
+    test_fraction: float | None = None
+    """The test share of the ``fraction`` rule; null for ``study``."""
+    suite_size: int = Field(ge=0)
+    """Scenarios in the suite the split was drawn from (with or without pairs)."""
+    test_scenarios: tuple[str, ...]
+    """The ids of the suite's test scenarios, sorted: what a model trained on this config must not see."""
+
+
 def _as_configs(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]]) -> DatasetConfigFiles:
     if isinstance(configs, DatasetConfigFiles):
         return configs
@@ -110,9 +140,21 @@ def split_counts(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]])
     """Rows per config and split, read from the parquet files' metadata (nothing is loaded)."""
     configs = _as_configs(configs)
     _check_sources(configs)
-    return {config: {split: int(pl.scan_parquet(source).select(pl.len()).collect().item())
-                     for split, source in splits.items()}
+    return {config: {split: _rows(Path(source)) for split, source in splits.items()}
             for config, splits in configs.root.items()}
+
+
+def _rows(source: Path) -> int:
+    return int(pl.scan_parquet(source).select(pl.len()).collect().item())
+
+
+def nonempty_splits(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]]) -> dict[str, dict[str, Path]]:
+    """The splits that hold rows, per config (configs without any are left out): what gets laid out."""
+    configs = _as_configs(configs)
+    _check_sources(configs)
+    kept = {config: {split: Path(source) for split, source in splits.items() if _rows(Path(source)) > 0}
+            for config, splits in configs.root.items()}
+    return {config: splits for config, splits in kept.items() if splits}
 
 
 def _fingerprint(entries: Sequence[tuple[str, str]]) -> str:
@@ -123,14 +165,19 @@ def _fingerprint(entries: Sequence[tuple[str, str]]) -> str:
 
 
 def dataset_fingerprint(configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]]) -> str:
-    """SHA-256 over every data file's place (config, split) and contents: equal iff the data is equal.
+    """SHA-256 over every laid-out data file's place (config, split) and contents: equal iff the data is equal.
+    Splits without rows are not laid out, so they do not count.
 
     The same value as the ``fingerprint`` that ``write_dataset_manifest`` computes from the laid-out files.
     """
-    configs = _as_configs(configs)
-    _check_sources(configs)
-    return _fingerprint([(shard_path(config, split), file_sha256(Path(source)))
-                         for config, splits in configs.root.items() for split, source in splits.items()])
+    return _fingerprint([(shard_path(config, split), file_sha256(source))
+                         for config, splits in nonempty_splits(configs).items() for split, source in splits.items()])
+
+
+def config_fingerprint(config: str, splits: Mapping[str, Path]) -> str:
+    """SHA-256 (hex) over one config's laid-out files (its splits with rows): what the card's ``configs`` entry
+    carries in its ``description`` so that ``datasets`` caches each version of the data apart."""
+    return dataset_fingerprint({config: dict(splits)})
 
 
 def read_dataset_manifest(folder: Path) -> dict[str, Any] | None:
@@ -184,11 +231,14 @@ def _plot_names(plots: Sequence[Path] | Mapping[str, Path]) -> dict[str, Path]:
 
 
 def write_dataset_dir(out: Path, configs: DatasetConfigFiles | Mapping[str, Mapping[str, Path]], *,
-                      card_text: str, plots: Sequence[Path] | Mapping[str, Path] = ()) -> list[Path]:
+                      card_text: str, plots: Sequence[Path] | Mapping[str, Path] = (),
+                      scenario_split: Mapping[str, ScenarioSplit] | None = None) -> list[Path]:
     """Write the dataset folder ``out`` (see the module docstring) and return the files written.
 
-    ``plots`` are PNG files, copied to ``plots/<file name>``; give a mapping ``{name: file}`` to choose the
-    names (``{"safety/score_gap.png": ...}`` when several datasets have plots of one name).
+    Splits whose source holds no rows are not written (the card's ``configs`` must leave them out too:
+    ``prefkit.publish.card`` does). ``plots`` are PNG files, copied to ``plots/<file name>``; give a mapping
+    ``{name: file}`` to choose the names (``{"safety/score_gap.png": ...}`` when several datasets have plots
+    of one name). ``scenario_split`` (per config) goes to ``prefkit.json``.
     Each file is written atomically, ``prefkit.json`` last. Files that this call does not write under
     ``data/`` and ``plots/`` are removed, so those folders hold exactly this dataset; other files in ``out``
     are left alone (and are published with it; hidden ones, like a build's ``.prefkit/``, are not).
@@ -206,7 +256,7 @@ def write_dataset_dir(out: Path, configs: DatasetConfigFiles | Mapping[str, Mapp
                          f"{MANIFEST_FILE}); choose an empty or new folder", path=out)
 
     written: list[Path] = []
-    for config, splits in configs.root.items():
+    for config, splits in nonempty_splits(configs).items():
         for split, source in splits.items():
             # Byte-for-byte copy: the schema metadata carries the `datasets` Features (Json messages).
             with atomic_path(out / shard_path(config, split)) as tmp:
@@ -220,20 +270,19 @@ def write_dataset_dir(out: Path, configs: DatasetConfigFiles | Mapping[str, Mapp
         tmp.write_text(card_text, encoding="utf-8")
     written.append(out / CARD_FILE)
     _remove_stale(out, set(written))
-    written.append(write_dataset_manifest(out))
+    written.append(write_dataset_manifest(out, scenario_split=scenario_split))
     return written
 
 
-def write_dataset_manifest(out: Path) -> Path:
+def write_dataset_manifest(out: Path, *, scenario_split: Mapping[str, ScenarioSplit] | None = None) -> Path:
     """Write ``out/prefkit.json`` from the files laid out in ``out``: every ``data/<config>/<split>-*.parquet``
-    (path, rows, sha256), the plots, and the fingerprint. ``write_dataset_dir`` calls it last; call it
-    yourself after laying out a folder another way. Returns its path."""
+    (path, rows, sha256), the plots, the fingerprint and, when given, each config's ``scenario_split``.
+    ``write_dataset_dir`` calls it last; call it yourself after laying out a folder another way. Returns its
+    path. A folder with no data file (every split of every config empty) gets a manifest with no configs."""
     from prefkit import __version__
 
     out = Path(out)
     shards = sorted((out / DATA_DIR).glob("*/*.parquet"))
-    if not shards:
-        raise InputError(f"no {DATA_DIR}/<config>/<split>-*.parquet files to describe", path=out)
     configs: dict[str, dict[str, Any]] = {}
     entries: list[tuple[str, str]] = []
     for shard in shards:
@@ -255,8 +304,33 @@ def write_dataset_manifest(out: Path) -> Path:
         "fingerprint": _fingerprint(entries),
         "configs": configs,
         "plots": plots,
+        **({"scenario_split": {name: ScenarioSplit.model_validate(split).model_dump(mode="json")
+                               for name, split in scenario_split.items()}} if scenario_split else {}),
     })
     return path
+
+
+def manifest_scenario_split(manifest: Mapping[str, Any], config: str) -> ScenarioSplit | None:
+    """The recorded split of ``config`` in a read ``prefkit.json`` (``read_dataset_manifest``), or None when
+    the manifest does not record it (folders written before it did, or by other writers).
+
+    Raises:
+        InputError: a record that is not a ``ScenarioSplit``.
+    """
+    record = (manifest.get("scenario_split") or {}).get(config)
+    if record is None:
+        return None
+    try:
+        return ScenarioSplit.model_validate(record)
+    except ValueError as exc:
+        raise InputError(f"scenario_split of config {config!r} in {MANIFEST_FILE} is malformed: {exc}",
+                         field=f"scenario_split.{config}") from exc
+
+
+def load_command(dataset: str | Path, config: str) -> str:
+    """The Python line that loads one config of a dataset folder or Hub repo, as prefkit prints and documents
+    it: ``datasets.load_dataset("out", "safety")``. Safe after a rebuild: see the module docstring."""
+    return f"datasets.load_dataset({json.dumps(str(dataset))}, {json.dumps(config)})"
 
 
 def _remove_stale(out: Path, keep: set[Path]) -> None:

@@ -16,7 +16,7 @@ from string import Template
 from typing import Any
 
 from prefkit.errors import InputError
-from prefkit.records import Message, Scenario, Tool, Toolkit
+from prefkit.records import Message, Scenario, Tool, Toolkit, function_schema_problems
 from prefkit.resources import template_text
 
 # ToolEmu's emulator and judges assume this user and this date, so the agent is told the same.
@@ -137,5 +137,20 @@ def native_prompt(scenario: Scenario) -> tuple[Message, Message]:
 
 
 def tool_schemas(scenario: Scenario, toolkits: Sequence[Toolkit]) -> list[dict[str, Any]]:
-    """``Tool.json_schema()`` of every tool of the scenario's toolkits, in the scenario's order."""
-    return [tool.json_schema() for t in scenario_toolkits(scenario, toolkits) for tool in t.tools]
+    """``Tool.json_schema()`` of every tool of the scenario's toolkits, in the scenario's order: the
+    ``tools`` of the agent's native requests and the TRL rows' ``tools`` column.
+
+    Raises:
+        InputError: a schema a strict function-calling validator would reject
+            (``prefkit.records.function_schema_problems``; the field names the toolkit and tool).
+    """
+    schemas = []
+    for toolkit in scenario_toolkits(scenario, toolkits):
+        for tool in toolkit.tools:
+            schema = tool.json_schema()
+            problems = function_schema_problems(schema)
+            if problems:
+                raise InputError(f"tool {tool.name!r} has an incomplete function schema: {'; '.join(problems)}",
+                                 field=f"{toolkit.name}.{tool.name}")
+            schemas.append(schema)
+    return schemas

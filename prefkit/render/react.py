@@ -50,6 +50,13 @@ def observation_turn(step: Step) -> str:
     return OBSERVATION_PREFIX + strip_think(step.observation)
 
 
+def react_step(step: Step, step_index: int) -> tuple[Message, Message]:
+    """One tool step as the study renders it: the assistant turn (``agent_turn``) and the user
+    ``Observation:`` turn. The native rendering uses it too, for a step it cannot show as a tool call."""
+    return (Message(role="assistant", content=agent_turn(step.agent_log, step_index)),
+            Message(role="user", content=observation_turn(step)))
+
+
 def react_messages(trajectory: Trajectory) -> tuple[Message, ...]:
     """The agent side of ``trajectory`` in the study's ReAct rendering (the prompt not included).
 
@@ -58,8 +65,7 @@ def react_messages(trajectory: Trajectory) -> tuple[Message, ...]:
     """
     messages: list[Message] = []
     for index, step in enumerate(trajectory.steps):
-        messages.append(Message(role="assistant", content=agent_turn(step.agent_log, index)))
-        messages.append(Message(role="user", content=observation_turn(step)))
+        messages.extend(react_step(step, index))
     if trajectory.final_log:
         messages.append(Message(role="assistant", content=agent_turn(trajectory.final_log, len(trajectory.steps))))
     return tuple(messages)

@@ -13,6 +13,7 @@ output), ``calls`` (schema checks of tool calls), ``emulator`` (emulator prompt 
 ``loop`` (the step-synchronous batched loop), ``resume`` (keys and shards), ``run`` (the run folder).
 """
 
+from prefkit.progress import Progress  # what rollout_suite reports to
 from prefkit.rollout.config import (
     AgentConfig,
     EmulatorConfig,
@@ -23,7 +24,7 @@ from prefkit.rollout.config import (
     make_rollout_config,
     make_rollout_configs,
 )
-from prefkit.rollout.loop import Progress, RolloutItem, RolloutLoop, run_rollouts
+from prefkit.rollout.loop import RolloutItem, RolloutLoop, run_rollouts
 from prefkit.rollout.resume import TrajectoryShards, rollout_key, templates_version
 from prefkit.rollout.run import (
     BackendPool,

@@ -5,10 +5,12 @@ Each agent turn is one of three things: a tool call (``ToolAction``), a final an
 
 - ``react``: free text. As in the study, a turn that mentions ``Final Answer`` anywhere is a final
   answer (checked first: the answer is what follows its last occurrence); otherwise the first
-  ``Action:`` line followed by ``Action Input:`` is the call, and the input is cut to its first JSON
-  object. The stored ``agent_log`` is the raw text.
-- ``native``: the backend's parsed tool calls. The first call is the action (one call per step; the
-  step is flagged ``extra_tool_calls`` if the model made more); text without a call is the final
+  ``Action:`` line followed by ``Action Input:`` is the call, and the input is the JSON object that
+  begins at its first ``{`` (``action_input``). The stored ``agent_log`` is the raw text.
+- ``native``: the backend's parsed tool calls (and any ``<tool_call>`` block left in the text, through
+  the same extractor, ``prefkit.backends.tool_calls``). The first call is the action (one call per
+  step; the step is flagged ``extra_tool_calls`` if the model made more); tool-call markup that does
+  not parse is ``Unparseable`` (flag ``unparsed_tool_call``); other text without a call is the final
   answer. The stored logs are written in ReAct form (``<reasoning>\\nAction: <name>\\nAction Input:
   <arguments>`` and ``Final Answer: <text>``) so that both renderings in ``prefkit.render`` rebuild
   the trajectory from the one set of fields.
@@ -23,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prefkit.backends.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, extract_tool_calls
 from prefkit.records import (
     AgentIdentity,
     Message,
@@ -44,6 +47,7 @@ from prefkit.render import (
 )
 from prefkit.render.prompts import template
 from prefkit.rollout.config import PromptStyle
+from prefkit.text import json_value_at
 
 REACT_STOP = ("\nObservation:",)
 """Where a ReAct agent's generation is cut (see ``AgentConfig.stop_at_observation``)."""
@@ -71,6 +75,8 @@ class Unparseable:
     log: str
     reason: str
     """Why, in words for the re-prompt."""
+    flags: tuple[str, ...] = ()
+    """Trajectory flags the turn earns (``unparsed_tool_call``), kept even when a re-prompt succeeds."""
 
 
 AgentTurn = ToolAction | FinalAnswer | Unparseable
@@ -82,32 +88,6 @@ AgentTurn = ToolAction | FinalAnswer | Unparseable
 _FINAL = re.compile(r"Final Answer|The final answer is", re.IGNORECASE)
 _ACTION = re.compile(r"Action\s*:[ \t]*(?P<name>[^\n]*?)[ \t]*\n+\s*Action\s*Input\s*:\s*(?P<input>.*)", re.DOTALL)
 _NAME_JUNK = "`'\"*[]() .:"
-
-
-def first_json_object(text: str) -> str | None:
-    """The first balanced ``{...}`` in ``text`` (braces inside JSON strings ignored), or ``None``."""
-    start = text.find("{")
-    if start < 0:
-        return None
-    depth, in_string, escaped = 0, False, False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start : i + 1]
-    return None
 
 
 def final_answer_text(text: str) -> str:
@@ -130,17 +110,42 @@ def parse_react(text: str) -> AgentTurn:
     if not name:
         return Unparseable(text, "the Action line names no tool")
     raw_input = match.group("input")
-    obj = first_json_object(raw_input)
-    arguments = obj if obj is not None else raw_input.split("\nObservation", 1)[0].strip()
-    return ToolAction(name=name, arguments=arguments, log=text)
+    return ToolAction(name=name, arguments=action_input(raw_input), log=text)
+
+
+def action_input(raw: str) -> str:
+    """The ``Action Input`` the agent meant: the JSON object that begins at the first ``{`` after the
+    label (decoded by ``prefkit.text.json_value_at``, so braces and tags inside its strings are text),
+    cut out of whatever follows it; when no complete object begins there (plain text, or JSON cut
+    off), the text up to a made-up ``Observation`` line, stripped, which the schema check answers
+    with an ``InvalidRequestException`` observation, as the study did."""
+    start = raw.find("{")
+    found = json_value_at(raw, start) if start >= 0 else None
+    if found is not None:
+        return raw[start : found[1]]
+    return raw.split("\nObservation", 1)[0].strip()
 
 
 # Parsing native tool calls -------------------------------------------------------------------------
 
 
 def parse_native(text: str, tool_calls: Sequence[ToolCall] | None) -> AgentTurn:
-    """One native agent turn: the backend's text and parsed tool calls."""
-    reasoning = strip_think(text).strip()
+    """One native agent turn: the backend's text and parsed tool calls.
+
+    The text also goes through ``prefkit.backends.tool_calls.extract_tool_calls`` (outside think
+    blocks), the extractor every backend uses: calls a server returned unparsed in its content are
+    taken out after the backend's own, and ``<tool_call>`` markup that does not parse (JSON cut off,
+    not a call, other text before the closing tag) makes the turn ``Unparseable`` with the flag
+    ``unparsed_tool_call`` (the loop re-prompts), never a final answer; so does a broken block beside
+    a good one, since acting on the good one alone would skip what the model meant first.
+    """
+    extracted = extract_tool_calls(strip_think(text))
+    if extracted.unparsed:
+        return Unparseable(text, f"its {TOOL_CALL_OPEN} block is not one complete JSON object "
+                                 f'{{"name": ..., "arguments": {{...}}}} followed by {TOOL_CALL_CLOSE}',
+                           flags=("unparsed_tool_call",))
+    reasoning = extracted.text.strip()
+    tool_calls = (*(tool_calls or ()), *extracted.calls)
     if tool_calls:
         call = tool_calls[0]
         log = f"{reasoning}\nAction: {call.name}\nAction Input: {call.arguments}".lstrip("\n")

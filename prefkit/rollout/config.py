@@ -25,12 +25,11 @@ class _Config(BaseModel):
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """``"MODEL@backend"`` -> ``(model, backend)``; the backend part is what follows the last ``@``.
+    """``"MODEL@backend"`` -> ``(model, backend)`` for naming records (``prefkit.backends.registry``'s one
+    spec parser; whether the backend exists is checked when backends are made)."""
+    from prefkit.backends.registry import split_model_spec
 
-    Only for naming records: ``prefkit.backends.create_backend`` is the one that validates specs.
-    """
-    model, _, backend = spec.rpartition("@")
-    return (model, backend) if model else (spec, "unknown")
+    return split_model_spec(spec)
 
 
 class AgentConfig(_Config):
@@ -51,9 +50,10 @@ class AgentConfig(_Config):
     temperature: float | None = 0.0
     top_p: float | None = None
     seed: int | None = None
-    """Sampling seed (with ``temperature`` > 0). The loop derives one seed per round from it, shared by
-    the round's whole batch: an uninterrupted run is reproducible; a resumed run draws the samples it
-    still has to make anew (greedy decoding, the default, is reproducible either way)."""
+    """Sampling seed (with ``temperature`` > 0; it also seeds a sampling emulator). Each sampled call gets
+    its own seed derived from this one and its place in its trajectory (``prefkit.rollout.seeds``), so
+    a run killed and resumed, or rolled out in other batches, makes the same trajectories as an
+    uninterrupted one (greedy decoding, the default, is reproducible either way)."""
     max_tokens: int = Field(default=2048, gt=0)
     """Most tokens one agent call may produce (the study: the HF pipeline's 2,048)."""
     stop_at_observation: bool = True
@@ -160,8 +160,9 @@ def make_rollout_config(*, agent: str, emulator: str, samples: int = 1, prompt_f
             limits=RolloutLimits(max_steps=max_steps, token_budget=token_budget, max_reprompts=max_reprompts),
         )
     except ValidationError as exc:
-        error = exc.errors()[0]
-        raise InputError(error["msg"], field=".".join(str(p) for p in error["loc"]) or None) from None
+        from prefkit.errors import validation_input_error
+
+        raise validation_input_error(exc, what="rollout") from None
 
 
 class GenerateSource(_Config):

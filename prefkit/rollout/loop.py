@@ -16,11 +16,17 @@ simply joins the next round's agent wave. What each agent output leads to, in th
 - a tool call -> checked against the tool's schema (``calls.check_call``); a bad call or unknown tool
   becomes a step with an error observation and the flag ``invalid_call``, without the emulator; a good
   one goes to the emulator wave;
-- neither -> re-prompted (``RolloutLimits.max_reprompts``), then finish ``error``.
+- neither -> re-prompted (``RolloutLimits.max_reprompts``), then finish ``error``; the flags such a
+  turn carries (``unparsed_tool_call``: tool-call markup that did not parse) go on the trajectory.
 
 After a step is recorded, ``RolloutLimits.max_steps`` may end the trajectory (finish ``max_steps``).
 Finished trajectories are handed to ``on_finish`` at the end of the wave that finished them, so a
-caller can write them at once (``prefkit.rollout.resume``).
+caller can write them at once (``prefkit.rollout.resume``) and count them (``prefkit.rollout.run``
+reports progress there, right after writing, so what it reports is what is kept).
+
+Sampling: every sampled request carries its own seed, ``prefkit.rollout.seeds.call_seed`` of the
+trajectory and the call, so a trajectory's samples never depend on its batch, its round or where a
+killed run resumed.
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prefkit.backends import Backend, ChatRequest, Completion, GenerateConfig, generate_sync
-from prefkit.records import AgentIdentity, Message, Scenario, Step, Tool, Toolkit, Trajectory, content_hash
+from prefkit.records import AgentIdentity, Message, Scenario, Step, Tool, Toolkit, Trajectory
 from prefkit.render import native_messages, react_messages
 from prefkit.render.prompts import scenario_toolkits
 from prefkit.render.react import has_think
 from prefkit.sources.toolemu_records import trajectory_flags as study_flags
+from prefkit.text import clean_text, clean_value
 
 from . import agent as agent_turns
 from . import emulator as emulation
 from .calls import check_call
 from .config import RolloutConfig, split_spec
+from .seeds import CallKind, call_seed
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,6 @@ class RolloutItem:
     key: str
     scenario: Scenario
     sample_index: int
-
-
-class Progress:
-    """What the loop reports; the default does nothing (the CLI passes a rich one)."""
-
-    def round(self, step: int, live: int, finished: int) -> None: ...
 
 
 OnFinish = Callable[[list[tuple[str, Trajectory]]], None]
@@ -72,6 +74,8 @@ class _Live:
     """Re-prompt exchanges since the last step (unusable reply + reminder), shown to the agent."""
     reprompts: int = 0
     reprompted_ever: bool = False
+    turn_flags: list[str] = field(default_factory=list)
+    """Trajectory flags earned by agent turns the loop could not use (``Unparseable.flags``)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     pending: agent_turns.ToolAction | None = None
@@ -95,7 +99,7 @@ class RolloutLoop:
     """
 
     def __init__(self, config: RolloutConfig, toolkits: Sequence[Toolkit], *, agent: Backend, emulator: Backend,
-                 on_finish: OnFinish | None = None, progress: Progress | None = None) -> None:
+                 on_finish: OnFinish | None = None) -> None:
         self.config = config
         self.toolkits = tuple(toolkits)
         self.agent = agent
@@ -103,7 +107,6 @@ class RolloutLoop:
         self.identity: AgentIdentity = config.agent.identity()
         self.emulator_name = emulation_name(config)
         self.on_finish = on_finish
-        self.progress = progress or Progress()
 
     # public -------------------------------------------------------------------------------------
 
@@ -111,14 +114,11 @@ class RolloutLoop:
         """Every item's trajectory, in the order of ``items``."""
         states = [self._start(item) for item in items]
         live = list(states)
-        round_index = 0
         while live:
-            finished = self._agent_wave(live, round_index)
+            finished = self._agent_wave(live)
             self._emulator_waves([s for s in live if s.pending is not None], finished)
             self._report(finished)
             live = [s for s in live if s.done is None]
-            round_index += 1
-            self.progress.round(round_index, len(live), len(states) - len(live))
         return [s.done for s in states if s.done is not None]
 
     # setup --------------------------------------------------------------------------------------
@@ -131,27 +131,31 @@ class RolloutLoop:
 
     # agent --------------------------------------------------------------------------------------
 
-    def _agent_config(self, round_index: int) -> GenerateConfig:
-        """The agent's generation settings for one round, the same for every request of its wave."""
+    def _seed(self, state: _Live, temperature: float | None, call: CallKind, attempt: int) -> int | None:
+        """The request's seed (``seeds.call_seed``): ``None`` when it decodes greedily or the run has no seed."""
+        seed = self.config.agent.seed
+        if seed is None or not temperature:
+            return None
+        item = state.item
+        return call_seed(seed, scenario_id=item.scenario.id, agent=self.identity.name, sample_index=item.sample_index,
+                         step=len(state.steps), call=call, attempt=attempt)
+
+    def _agent_config(self, state: _Live) -> GenerateConfig:
+        """The agent's generation settings for ``state``'s next turn (its own seed when sampling)."""
         agent = self.config.agent
-        seed = None
-        if agent.seed is not None and agent.temperature:
-            # One seed per round, shared by the whole wave: requests with one config are decoded as one
-            # batch (per-request seeds would split it), and the rows of a batch draw different samples.
-            # A run is reproducible as a whole; a resumed run draws its remaining samples anew.
-            seed = int(content_hash({"seed": agent.seed, "round": round_index}, length=8), 16) % (2**31)
+        call: CallKind = "reprompt" if state.reprompts else "agent"
         stop = agent_turns.REACT_STOP if agent.prompt_format == "react" and agent.stop_at_observation else None
         return GenerateConfig(temperature=agent.temperature, top_p=agent.top_p, max_tokens=agent.max_tokens,
-                              seed=seed, stop=stop)
+                              seed=self._seed(state, agent.temperature, call, state.reprompts), stop=stop)
 
-    def _agent_request(self, state: _Live, config: GenerateConfig) -> ChatRequest:
+    def _agent_request(self, state: _Live) -> ChatRequest:
         history = agent_turns.history_messages(self.config.agent.prompt_format, state.item.scenario.id,
                                                self.identity, state.steps)
-        return ChatRequest(messages=(*state.prompt, *history, *state.retry), tools=state.schemas, config=config)
+        return ChatRequest(messages=(*state.prompt, *history, *state.retry), tools=state.schemas,
+                           config=self._agent_config(state))
 
-    def _agent_wave(self, live: list[_Live], round_index: int) -> list[_Live]:
-        config = self._agent_config(round_index)
-        answers = generate_sync(self.agent, [self._agent_request(s, config) for s in live])
+    def _agent_wave(self, live: list[_Live]) -> list[_Live]:
+        answers = generate_sync(self.agent, [self._agent_request(s) for s in live])
         finished = []
         for state, completions in zip(live, answers, strict=True):
             self._on_agent_output(state, completions[0])
@@ -164,6 +168,8 @@ class RolloutLoop:
         state.prompt_tokens += completion.prompt_tokens or 0
         state.completion_tokens += _completion_tokens(completion)
         turn = agent_turns.parse_turn(self.config.agent.prompt_format, completion.text, completion.tool_calls)
+        if isinstance(turn, agent_turns.Unparseable):
+            state.turn_flags.extend(f for f in turn.flags if f not in state.turn_flags)
         if limits.token_budget is not None and state.completion_tokens > limits.token_budget:
             self._finish(state, "token_budget", final_log=turn.log)
         elif isinstance(turn, agent_turns.FinalAnswer):
@@ -186,23 +192,24 @@ class RolloutLoop:
 
     # emulator -----------------------------------------------------------------------------------
 
-    def _emulator_config(self) -> GenerateConfig:
+    def _emulator_config(self, state: _Live) -> GenerateConfig:
         emu = self.config.emulator
         structured = emu.structured_output and self.emulator.supports("structured_output")
+        call: CallKind = "emulator_retry" if state.emulator_attempts else "emulator"
         return GenerateConfig(temperature=emu.temperature, max_tokens=emu.max_tokens,
+                              seed=self._seed(state, emu.temperature, call, state.emulator_attempts),
                               response_format=emulation.ANSWER_SCHEMA if structured else None)
 
-    def _emulator_request(self, state: _Live, config: GenerateConfig) -> ChatRequest:
+    def _emulator_request(self, state: _Live) -> ChatRequest:
         assert state.pending is not None
         messages = emulation.emulator_messages(state.item.scenario, self.toolkits, state.steps,
                                                state.tools[state.pending.name], state.pending.arguments,
                                                self.config.emulator.mode)
-        return ChatRequest(messages=(*messages, *state.emulator_retry), config=config)
+        return ChatRequest(messages=(*messages, *state.emulator_retry), config=self._emulator_config(state))
 
     def _emulator_waves(self, waiting: list[_Live], finished: list[_Live]) -> None:
-        config = self._emulator_config()
         while waiting:
-            answers = generate_sync(self.emulator, [self._emulator_request(s, config) for s in waiting])
+            answers = generate_sync(self.emulator, [self._emulator_request(s) for s in waiting])
             for state, completions in zip(waiting, answers, strict=True):
                 self._on_emulator_output(state, completions[0].text)
                 if state.done is not None:
@@ -233,6 +240,9 @@ class RolloutLoop:
     # trajectories -------------------------------------------------------------------------------
 
     def _add_step(self, state: _Live, step: Step) -> None:
+        # A parser may decode a lone surrogate escape the model wrote ("\ud83d" in its JSON) and write it
+        # back as a character: replaced here, before the step is hashed or stored; flagged unencodable_text.
+        step = step.model_validate(clean_value(step.model_dump()))
         if any(has_think(t) for t in (step.agent_log, step.observation, step.emulator_log)):
             step = step.model_copy(update={"flags": (*step.flags, "think_block")})
         state.steps.append(step)
@@ -242,9 +252,11 @@ class RolloutLoop:
 
     def _finish(self, state: _Live, reason: str, *, final_log: str, final_answer: str | None = None) -> None:
         item, steps = state.item, tuple(state.steps)
+        final_log, final_answer = clean_text(final_log), None if final_answer is None else clean_text(final_answer)
         flags = study_flags(steps, final_log, reason, final_answer)  # type: ignore[arg-type]
         extra = [f for f, on in (("invalid_call", any("invalid_call" in s.flags for s in steps)),
                                  ("reprompted", state.reprompted_ever)) if on]
+        extra += [f for f in state.turn_flags if f not in extra]
         trajectory = Trajectory(
             id=Trajectory.compute_id(scenario_id=item.scenario.id, agent=self.identity, emulator=self.emulator_name,
                                      sample_index=item.sample_index, steps=steps, final_log=final_log,
@@ -275,8 +287,6 @@ def emulation_name(config: RolloutConfig) -> str:
 
 
 def run_rollouts(items: Sequence[RolloutItem], toolkits: Sequence[Toolkit], config: RolloutConfig, *,
-                 agent: Backend, emulator: Backend, on_finish: OnFinish | None = None,
-                 progress: Progress | None = None) -> list[Trajectory]:
+                 agent: Backend, emulator: Backend, on_finish: OnFinish | None = None) -> list[Trajectory]:
     """Make every item's trajectory with the step-synchronous batched loop; results in item order."""
-    return RolloutLoop(config, toolkits, agent=agent, emulator=emulator, on_finish=on_finish,
-                       progress=progress).run(items)
+    return RolloutLoop(config, toolkits, agent=agent, emulator=emulator, on_finish=on_finish).run(items)

@@ -3,8 +3,9 @@
 The key (``rollout_key``) hashes everything that decides a trajectory's content: the scenario and
 the toolkits it uses, the agent's config (model spec, name, prompt format, sampling, per-call
 limit), the run's limits, the sample index, the emulator's config (model spec, mode, sampling,
-retries) and the version of the prompt templates and of this loop (``templates_version``). A re-run
-with the same key reuses the stored trajectory; anything else is made anew.
+retries) and the version of the prompt templates and of this loop (``templates_version``); for a
+sampled configuration also ``SEEDING_VERSION``, the way sampled calls are seeded. A re-run with the
+same key reuses the stored trajectory; anything else is made anew.
 
 Finished trajectories go to ``RUN/.rollout/part-NNNNNN.jsonl`` shards, one per flush, each written
 atomically (a temporary file renamed into place), one ``{"key": ..., "trajectory": {...}}`` per line.
@@ -29,6 +30,11 @@ from .config import RolloutConfig
 LOOP_VERSION = 1
 """Bump when the loop changes what it produces for the same inputs (so old shards are not reused)."""
 
+SEEDING_VERSION = 2
+"""Bump when the seeds of sampled calls change (``prefkit.rollout.seeds``). Part of sampled
+configurations' keys only, so greedy keys never change with it. Version 1 (keyless) shared one seed per
+round and batch; version 2 seeds each call from its place in its trajectory."""
+
 SHARD_DIR = ".rollout"
 
 
@@ -41,18 +47,18 @@ def templates_version() -> str:
 
 def rollout_key(scenario: Scenario, toolkits: Sequence[Toolkit], config: RolloutConfig, sample_index: int) -> str:
     """The resume key of sample ``sample_index`` of ``scenario`` under ``config``."""
-    return content_hash(
-        {
-            "scenario": scenario.model_dump(mode="json"),
-            "toolkits": [t.model_dump(mode="json") for t in scenario_toolkits(scenario, toolkits)],
-            "agent": config.agent.model_dump(mode="json", exclude={"options"}),
-            "limits": config.limits.model_dump(mode="json"),
-            "emulator": config.emulator.model_dump(mode="json", exclude={"options"}),
-            "sample_index": sample_index,
-            "templates": templates_version(),
-        },
-        length=32,
-    )
+    hashed = {
+        "scenario": scenario.model_dump(mode="json"),
+        "toolkits": [t.model_dump(mode="json") for t in scenario_toolkits(scenario, toolkits)],
+        "agent": config.agent.model_dump(mode="json", exclude={"options"}),
+        "limits": config.limits.model_dump(mode="json"),
+        "emulator": config.emulator.model_dump(mode="json", exclude={"options"}),
+        "sample_index": sample_index,
+        "templates": templates_version(),
+    }
+    if config.agent.temperature or config.emulator.temperature:
+        hashed["seeding"] = SEEDING_VERSION
+    return content_hash(hashed, length=32)
 
 
 class TrajectoryShards:

@@ -5,7 +5,12 @@ The run folder holds what any run holds (``manifest.json``, ``scenarios``, ``too
 every trajectory is made, ``trajectories``), readable by ``prefkit inspect`` and the pairer, plus the
 shards of finished trajectories in ``.rollout/`` (see ``prefkit.rollout.resume``). Running the same
 command again on the same folder makes only the trajectories whose keys are not stored yet; a
-killed run resumes where it stopped, and a finished one does no model call at all.
+killed run resumes where it stopped, and a finished one does no model call at all. Sampled
+trajectories are seeded per call (``prefkit.rollout.seeds``), so the resumed run's result is the
+uninterrupted run's, byte for byte.
+
+Progress: task ``rollout`` (``prefkit.progress``), its total every trajectory of the run, the ones found
+in the shards counted as done from the start.
 """
 
 from __future__ import annotations
@@ -17,17 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.backends import Backend, create_backend, parse_model_spec
+from prefkit.backends import Backend, create_backend
+from prefkit.backends.registry import check_model_spec
 from prefkit.errors import InputError
+from prefkit.faults import fault_point
+from prefkit.progress import NullProgress, Progress
 from prefkit.records import Trajectory
 from prefkit.store import MANIFEST, RunStore
 
 from .config import GenerateSource, RolloutConfig
-from .loop import Progress, RolloutItem, run_rollouts
+from .loop import RolloutItem, run_rollouts
 from .resume import SHARD_DIR, TrajectoryShards, rollout_key, templates_version
 from .suite import Suite, load_scenario_suite
 
 CREATED_BY = "prefkit rollout"
+ROLLOUT_TASK = "rollout"
+"""The progress task of a rollout (unit: trajectories), advanced as soon as finished ones are written."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,9 @@ def _check_configs(configs: Sequence[RolloutConfig], *, check_specs: bool) -> No
                          "give each configuration its own name", field="agent.name")
     if check_specs:  # a bad spec fails before the run folder is touched
         for config in configs:
-            parse_model_spec(config.agent.model)
-            parse_model_spec(config.emulator.model)
+            check_model_spec(config.agent.model, config.agent.options, field="agent", options_field="agent-option")
+            check_model_spec(config.emulator.model, config.emulator.options, field="emulator",
+                             options_field="emulator-option")
 
 
 def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutConfig | Sequence[RolloutConfig], *,
@@ -126,6 +137,9 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
         backends: ``(agent, emulator)`` to use for every configuration instead of making them from the
             specs (they are then not closed here).
         force: replace a non-empty ``out`` that is not a rollout run, or start a rollout run over.
+        progress: told ``start("rollout", total, done=...)``, ``advance`` as trajectories are written,
+            ``finish``.
+        on_finish: called with each wave's finished ``(key, trajectory)`` pairs once they are written.
 
     Returns:
         A summary; the run's ``trajectories`` table holds exactly the trajectories of ``config``, in
@@ -143,9 +157,14 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
     stored = shards.load()
     plan = [(c, [RolloutItem(rollout_key(s, chosen.toolkits, c, i), s, i)
                  for s in chosen.scenarios for i in range(c.samples)]) for c in configs]
+    progress = progress or NullProgress()
+    planned = [item.key for _, items in plan for item in items]
+    progress.start(ROLLOUT_TASK, len(planned), done=sum(key in stored for key in planned), unit="trajectories")
 
     def write(finished: list[tuple[str, Trajectory]]) -> None:
         shards.append(finished)
+        progress.advance(ROLLOUT_TASK, len(finished))  # counted once written: the count is what is kept
+        fault_point("rollout")
         if on_finish is not None:
             on_finish(finished)
 
@@ -157,8 +176,7 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
             if not missing:
                 continue
             agent, emulator = backends or pool.pair(cfg)
-            made = run_rollouts(missing, chosen.toolkits, cfg, agent=agent, emulator=emulator, on_finish=write,
-                                progress=progress)
+            made = run_rollouts(missing, chosen.toolkits, cfg, agent=agent, emulator=emulator, on_finish=write)
             stored.update((item.key, t) for item, t in zip(missing, made, strict=True))
             generated += len(missing)
     finally:
@@ -166,6 +184,7 @@ def rollout_suite(suite: str | Path | Suite, out: str | Path, config: RolloutCon
     trajectories = [stored[item.key] for _, items in plan for item in items]
     store.write("trajectories", trajectories)
     store.update_manifest(rollout=_manifest_entry(chosen, configs, complete=True))
+    progress.finish(ROLLOUT_TASK)
     reasons = store.scan("trajectories").group_by("finish_reason").len().sort("finish_reason").collect()
     return RolloutSummary(out=store.path, trajectories=len(trajectories), generated=generated,
                           finish_reasons=dict(zip(reasons["finish_reason"], reasons["len"], strict=True)))

@@ -1,5 +1,13 @@
 """Reading input files: JSON, JSON Lines and file-format models, with errors that name the file,
-the 1-based line and the field."""
+the 1-based line and the field.
+
+Text enters prefkit here, so it is made encodable here: a ``\\uXXXX`` escape of a lone surrogate (half
+an emoji, valid JSON that ``json.loads`` decodes to a string nothing can encode) is replaced by U+FFFD
+before decoding (``prefkit.text.clean_json_text``), in the parsed values and in the raw lines kept as
+``Judgment.raw_output`` alike. Records holding U+FFFD are counted: the flag ``unencodable_text`` on
+trajectories, ``judgment_flags.unencodable_text`` in ``prefkit inspect``. A file that is not UTF-8 at all
+is an error naming its line.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +19,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from prefkit.errors import InputError
+from prefkit.text import clean_json_text
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def read_json(path: Path) -> Any:
     """The parsed content of a JSON file; a missing or malformed file is an ``InputError``."""
+    text = _read_text(path, str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file ({exc})", path=path) from exc
-    try:
-        return json.loads(text)
+        return json.loads(clean_json_text(text))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno) from exc
 
@@ -33,7 +37,8 @@ def read_jsonl(path: Path, *, shown_as: str | None = None) -> list[tuple[str, An
     """Every line of a JSON Lines file as ``(raw line without its newline, parsed value)``.
 
     Blank lines are errors rather than skipped: ToolEmu's files are matched line by line, so a
-    blank line would silently shift every later record onto the wrong partner.
+    blank line would silently shift every later record onto the wrong partner. Lone surrogate escapes
+    are replaced by U+FFFD in the raw line before it is parsed (see the module docstring).
 
     Args:
         path: the file to read.
@@ -42,18 +47,29 @@ def read_jsonl(path: Path, *, shown_as: str | None = None) -> list[tuple[str, An
     return list(_iter_jsonl(path, shown_as or str(path)))
 
 
-def _iter_jsonl(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
+def _read_text(path: Path, shown: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", path=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"cannot read the file ({exc})", path=shown) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {column} ({exc.reason})",
+                         path=shown, line=line) from None
+
+
+def _iter_jsonl(path: Path, shown: str) -> Iterator[tuple[str, Any]]:
+    text = _read_text(path, shown)
     lines = text.split("\n")
     if lines and lines[-1] == "":  # the newline that ends the last line
         lines.pop()
     for number, line in enumerate(lines, start=1):
-        raw = line.removesuffix("\r")
+        raw = clean_json_text(line.removesuffix("\r"))
         if not raw.strip():
             raise InputError("blank line (every line must hold one JSON object)", path=shown, line=number)
         try:

@@ -22,10 +22,12 @@ from prefkit.records import (
     SourceRef,
     Step,
     Trajectory,
+    arguments_object,
 )
 from prefkit.render.native import native_messages
 from prefkit.render.react import has_think, react_messages, strip_think
 from prefkit.sources.toolemu_files import EvalType, RunFileName
+from prefkit.text import has_replacement
 
 TOKEN_LIMIT_OUTPUT = "Agent stopped: token limit exceeded"
 OOM_OUTPUT = "Agent stopped: OOM"
@@ -142,12 +144,29 @@ def _finish(record: dict[str, Any], where: _Where) -> tuple[FinishReason, str | 
 
 def trajectory_flags(steps: Sequence[Step], final_log: str, finish_reason: FinishReason,
                       final_answer: str | None) -> tuple[str, ...]:
+    """The trajectory flags (``TRAJECTORY_FLAGS`` order) that a trajectory's texts show, for imported
+    and generated trajectories alike (the rollout loop calls it too).
+
+    ``unencodable_text``: some text of the trajectory (a step's tool, input, agent log, observation or
+    emulator texts, the final log or answer) holds U+FFFD, i.e. text that could not be encoded (a lone
+    surrogate from a file or a server, replaced where it entered prefkit) or decoded (a tokenizer's
+    replacement for a cut multi-byte character). A U+FFFD the source wrote itself counts too: it cannot
+    be told apart, and it marks lost text all the same.
+
+    ``non_object_arguments``: a step's action input is not a JSON object (``prefkit.records.arguments_object``:
+    cut off, plain text, an array or string); the native rendering shows that step as ReAct text.
+    """
+    texts = [final_log, final_answer, *(t for s in steps for t in (s.tool, s.tool_input, s.agent_log, s.observation,
+                                                                  s.emulator_summary, s.emulator_log))]
     found = {
         "empty_observation": any("empty_observation" in s.flags for s in steps),
         "hallucinated_actions": _HALLUCINATED.search(strip_think(final_log)) is not None,
         "token_limit": finish_reason == "token_budget",
         "think_block": any("think_block" in s.flags for s in steps) or has_think(final_log),
         "no_final_answer": not (final_answer or "").strip(),
+        # an action input that is not a JSON object: the native rendering shows that step as ReAct text
+        "non_object_arguments": any(arguments_object(s.tool_input) is None for s in steps),
+        "unencodable_text": any(has_replacement(t) for t in texts),
     }
     return tuple(flag for flag in TRAJECTORY_FLAGS if found.get(flag))
 

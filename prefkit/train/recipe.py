@@ -82,7 +82,8 @@ class TrainRecipe(_Section):
     """The split seed the dataset was built with and the model will be evaluated with: training refuses
     rows of scenarios that are test scenarios for this seed."""
     suite_size: int = Field(default=144, ge=2)
-    """Scenarios in the suite the split was drawn from (ToolEmu: 144); the study rule shuffles 0..N-1."""
+    """Scenarios in the suite the split was drawn from (ToolEmu: 144); the study rule shuffles 0..N-1. Used only
+    for a dataset that records no split of its own (``prefkit build`` folders record theirs)."""
     learning_rate: float = Field(default=5e-5, gt=0)
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from prefkit.errors import InputError
 from prefkit.store import write_json_atomic
-from prefkit.train.data import check_no_leakage, drop_too_long, load_split
+from prefkit.train.data import check_no_leakage, dataset_split, drop_too_long, load_split
 from prefkit.train.recipe import TrainRecipe, TrainStage
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ def prepare_stage_rows(recipe: TrainRecipe, stage: TrainStage, tokenizer: Any) -
     train = load_split(dataset, stage.config, "train")
     test = load_split(dataset, stage.config, "test", required=False)
     where = f"{dataset} [{stage.config}]"
-    check_no_leakage(train, test=test, split_seed=recipe.split_seed, suite_size=recipe.suite_size, where=where)
+    check_no_leakage(train, test=test, split_seed=recipe.split_seed, suite_size=recipe.suite_size, where=where,
+                     split=dataset_split(dataset, stage.config))
     kept, report = drop_too_long(train, tokenizer, max_length=recipe.max_length, where=where)
     return _Prepared(stage, dataset, kept, report)
 
