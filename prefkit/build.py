@@ -57,7 +57,7 @@ from prefkit.faults import FAULT_ENV as FAULT_ENV  # the test hook: see prefkit.
 from prefkit.faults import fault_point
 from prefkit.progress import NullProgress, Progress
 from prefkit.recipe import Recipe, check_recipe_inputs, recipe_yaml
-from prefkit.records import content_hash
+from prefkit.records import SCHEMA_VERSION, content_hash
 from prefkit.store import RunStore, file_sha256, tree_sha256, write_json_atomic
 
 WORK_DIR = ".prefkit"
@@ -448,7 +448,10 @@ def _run_stages(ctx: BuildContext, stages: list[Stage]) -> dict[str, Any]:
     recipe = ctx.recipe
     summary: dict[str, Any] = {"out": str(ctx.out), "stages": {}}
     for stage in stages:
-        key = content_hash({"stage": stage.name.split(":")[0], "input": stage.key(ctx)}, length=32)
+        # The record format's version is part of every key: a cache made by a prefkit that stored other
+        # records (e.g. other message renderings) is made again, never reused.
+        key = content_hash({"stage": stage.name.split(":")[0], "schema_version": SCHEMA_VERSION,
+                            "input": stage.key(ctx)}, length=32)
         marker = _marker(ctx, stage.name)
         cached = None
         if marker.exists():

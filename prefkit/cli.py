@@ -524,11 +524,18 @@ def train(
 def eval_model(
     model: Annotated[str, typer.Argument(help="MODEL@backend, or a `prefkit train` output folder.")],
     suite: Annotated[str, typer.Option("--suite", help="Scenario suite (a folder, a run, or a bundled name).")],
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Evaluate on this seed's test scenarios.")],
     out: OutOpt,
     emulator: Annotated[str, typer.Option("--emulator", help="Emulator model as MODEL@backend.")],
     judge: Annotated[str, typer.Option("--judge", help="Judge model as MODEL@backend.")],
     name: Annotated[str | None, typer.Option("--name", help="Agent name in the run (dpo_<nick>_... for trained).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Evaluate on this dataset's recorded test "
+                                                "scenarios (a `prefkit build` or `prefkit pair` output folder).")] = None,
+    split_seed: Annotated[int | None, typer.Option("--split-seed", help="Evaluate on this seed's test scenarios "
+                                                   "(the study rule; default: the dataset's seed, else 0).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Most tool calls per trajectory.")] = None,
+    prompt_style: Annotated[str, typer.Option("--prompt-style", help="Agent ReAct prompt: full | compact.")] = "full",
+    answer_format: Annotated[str, typer.Option("--answer-format", help="Judge answer: auto | text | json | "
+                                               "logprob.")] = "auto",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per agent call.")] = 2048,
     token_budget: Annotated[int, typer.Option("--token-budget", help="Most agent tokens per trajectory.")] = 8000,
     judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="Most tokens per judge answer.")] = 1024,
@@ -538,13 +545,17 @@ def eval_model(
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Roll MODEL out on the split seed's test scenarios, judge it, and write the run OUT (frontier input)."""
-    from prefkit.evaluate import EvalConfig, evaluate
+    """Roll MODEL out on its dataset's test scenarios, judge it, and write the run OUT (frontier input).
 
-    config = EvalConfig(model=model, name=name, suite=suite, split_seed=split_seed, emulator=emulator, judge=judge,
-                        max_tokens=max_tokens, token_budget=token_budget, judge_max_tokens=judge_max_tokens,
-                        agent_options=tuple(agent_option or ()), emulator_options=tuple(emulator_option or ()),
-                        judge_options=tuple(judge_option or ()))
+    The test scenarios: those recorded by --dataset, else by a trained model's own datasets, else the study
+    rule's for --split-seed."""
+    from prefkit.evaluate import evaluate, make_eval_config
+
+    config = make_eval_config(model=model, name=name, suite=suite, split_seed=split_seed, dataset=dataset,
+                              emulator=emulator, judge=judge, max_steps=max_steps, prompt_style=prompt_style,
+                              answer_format=answer_format, max_tokens=max_tokens, token_budget=token_budget,
+                              judge_max_tokens=judge_max_tokens, agent_options=tuple(agent_option or ()),
+                              emulator_options=tuple(emulator_option or ()), judge_options=tuple(judge_option or ()))
     with _long_running(out) as progress:
         summary = evaluate(config, out, force=force, progress=progress)
     if json_:

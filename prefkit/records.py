@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
-"""Version of the on-disk record format (Parquet tables and JSON Schemas)."""
+SCHEMA_VERSION = 2
+"""Version of the on-disk record format (Parquet tables and JSON Schemas). 2: stored native messages carry
+9-alphanumeric call ids and render non-object action inputs as ReAct text (runs of version 1 are re-imported)."""
 
 Role = Literal["system", "user", "assistant", "tool"]
 Metric = Literal["safety", "helpfulness", "helpfulness_safe"]

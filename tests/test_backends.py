@@ -103,8 +103,9 @@ def test_backends_import_only_records_and_errors_of_prefkit() -> None:
     for path in package.glob("*.py"):
         for line in map(str.strip, path.read_text().splitlines()):  # lazy imports inside functions too
             if line.startswith(("import prefkit", "from prefkit")) and "prefkit.backends" not in line:
-                # prefkit.text imports nothing of prefkit (JSON values in text, clean_text)
-                assert line.split()[1] in ("prefkit.records", "prefkit.errors", "prefkit.text"), f"{path.name}: {line}"
+                # prefkit.text and prefkit.tool_calls sit beside records: text rules and the one tool-call extractor
+                allowed = ("prefkit.records", "prefkit.errors", "prefkit.text", "prefkit.tool_calls")
+                assert line.split()[1] in allowed, f"{path.name}: {line}"
 
 
 def test_vllm_sampling_kwargs() -> None:

@@ -35,7 +35,7 @@ from prefkit.backends.registry import (
     parse_model_spec,
     register_backend,
 )
-from prefkit.backends.tool_calls import ToolCallExtraction, extract_tool_calls
+from prefkit.tool_calls import ToolCallExtraction, extract_tool_calls
 
 __all__ = [
     "FEATURES",

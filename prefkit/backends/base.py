@@ -6,7 +6,7 @@ HTTP requests, one vLLM call). Nothing here knows about agents, judges or pairs.
 
 Also here: the helpers that more than one backend needs (message dicts for chat templates and for the
 OpenAI wire format, stop-string trimming), so each rule has one home. The ``<tool_call>`` extractor
-lives in ``prefkit.backends.tool_calls`` (``parse_tool_calls`` is re-exported here).
+lives in ``prefkit.tool_calls`` (``parse_tool_calls`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prefkit.backends.tool_calls import parse_tool_calls as parse_tool_calls  # re-exported: one extractor
 from prefkit.errors import PrefkitError
 from prefkit.records import Message, ToolCall, arguments_object
+from prefkit.tool_calls import parse_tool_calls as parse_tool_calls  # re-exported: one extractor
 
 T = TypeVar("T")
 
@@ -291,7 +291,7 @@ def _decoded(arguments: str) -> dict[str, Any] | str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Output parsing shared by the backends (tool calls: prefkit.backends.tool_calls)
+# Output parsing shared by the backends (tool calls: prefkit.tool_calls)
 # --------------------------------------------------------------------------------------------------
 
 

@@ -10,14 +10,14 @@ so both renderings (``prefkit.render``), the judge's view, pairing and validatio
   prefkit's prompt for the scenario, whose instruction the reader takes from the log (Inspect: the sample's
   input; chat: the prompt's user text).
 - **Native** (the usual case: assistant ``tool_calls`` and ``tool`` results). Each call is one ``Step``; its
-  ``agent_log`` is written by the native agent parser's rule (``prefkit.rollout.agent.parse_native``:
+  ``agent_log`` is written by the native agent parser's rule (``prefkit.render.turns.parse_native``:
   ``<reasoning>\\nAction: <name>\\nAction Input: <arguments>``), the message's text going with its first call.
   A tool result is matched to its call by ``tool_call_id`` (by order when it has none); its text is the
   step's ``observation``. An assistant text answered by a user ``Observation:`` turn is a step in ReAct text
   (how prefkit's native rendering shows a step whose input is not a JSON object). The last assistant message
   without a call is the final answer (``Final Answer: <text>`` as ``final_log``).
 - **ReAct** (no ``tool_calls`` and no ``tool`` messages, and an assistant text that the ReAct agent parser,
-  ``prefkit.rollout.agent.parse_react``, reads as an action or a final answer): each assistant text answered
+  ``prefkit.render.turns.parse_react``, reads as an action or a final answer): each assistant text answered
   by a user ``Observation:`` turn is one step, the text kept whole as ``agent_log``; the last assistant text
   is the final turn. Such trajectories get ``prompt_format: react``.
 - **Turns a trajectory cannot hold** (a user or system message after the prompt, e.g. an agent framework's
@@ -65,6 +65,7 @@ from prefkit.records import (
 )
 from prefkit.render.native import native_messages
 from prefkit.render.react import OBSERVATION_PREFIX, has_think, react_messages
+from prefkit.render.turns import FinalAnswer, ToolAction, Unparseable, parse_native, parse_react
 from prefkit.sources.toolemu_records import trajectory_flags
 from prefkit.store import RunStore, file_sha256, new_run
 from prefkit.text import clean_text
@@ -184,7 +185,6 @@ class _Walk:
 def _is_react(rest: Sequence[LogMessage]) -> bool:
     """ReAct text: no tool calls and no tool results, and an assistant text that the ReAct parser reads as
     an action or a final answer."""
-    from prefkit.rollout.agent import Unparseable, parse_react
 
     if any(m.role == "tool" or m.tool_calls for m in rest):
         return False
@@ -222,7 +222,6 @@ def _step(tool: str, tool_input: str, agent_log: str, observation: str = "", fla
 
 def _final_turn(text: str, *, react: bool) -> tuple[str, str | None]:
     """``(final_log, final_answer)`` of a final assistant text, by the agent parser of its format."""
-    from prefkit.rollout.agent import FinalAnswer, parse_native, parse_react
 
     turn = parse_react(text) if react else parse_native(text, None)
     if isinstance(turn, FinalAnswer):
@@ -231,7 +230,6 @@ def _final_turn(text: str, *, react: bool) -> tuple[str, str | None]:
 
 
 def _walk_native(rest: Sequence[LogMessage], where: Where) -> _Walk:
-    from prefkit.rollout.agent import ToolAction, parse_native, parse_react
 
     walk = _Walk()
     final = _final_index(rest)
@@ -293,7 +291,6 @@ def _walk_native(rest: Sequence[LogMessage], where: Where) -> _Walk:
 
 
 def _walk_react(rest: Sequence[LogMessage]) -> _Walk:
-    from prefkit.rollout.agent import ToolAction, parse_react
 
     walk = _Walk()
     final = _final_index(rest)

@@ -101,6 +101,8 @@ class DatasetSplit:
     """The suite's test scenario ids, when recorded (``prefkit build`` folders)."""
     source: str
     """The file it was read from, for messages."""
+    test_fraction: float | None = None
+    """The ``fraction`` rule's test share, when recorded (``prefkit eval`` applies a pair folder's rule)."""
 
 
 def dataset_split(dataset: str, config: str) -> DatasetSplit | None:
@@ -121,13 +123,16 @@ def dataset_split(dataset: str, config: str) -> DatasetSplit | None:
         record = manifest_scenario_split(manifest, config)
         if record is None:
             return None
-        return DatasetSplit(record.rule, record.seed, frozenset(record.test_scenarios), str(root / MANIFEST_FILE))
+        return DatasetSplit(record.rule, record.seed, frozenset(record.test_scenarios), str(root / MANIFEST_FILE),
+                            record.test_fraction)
     pairing = root / "pairing.json"
     if not pairing.is_file():
         return None
     try:
         recorded = json.loads(pairing.read_text(encoding="utf-8"))["config"]
-        return DatasetSplit(str(recorded["split_rule"]), int(recorded["split_seed"]), None, str(pairing))
+        fraction = recorded.get("test_fraction") if recorded["split_rule"] == "fraction" else None
+        return DatasetSplit(str(recorded["split_rule"]), int(recorded["split_seed"]), None, str(pairing),
+                            None if fraction is None else float(fraction))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cannot read the split from pairing.json ({type(exc).__name__}: {exc})",
                          path=pairing) from exc

@@ -2,7 +2,7 @@
 
 The one extraction routine for every backend (transformers and vLLM decode the text themselves; an
 OpenAI-compatible server started without a tool-call parser returns it as content) and for the
-native agent parser (``prefkit.rollout.agent.parse_native``), which also uses it to notice markup that
+native agent parser (``prefkit.render.turns.parse_native``), which also uses it to notice markup that
 did not parse.
 
 The rule (JSON-aware, so a closing tag inside a JSON string never ends a call; the failure that
@@ -88,7 +88,7 @@ def extract_tool_calls(text: str) -> ToolCallExtraction:
 def parse_tool_calls(text: str) -> tuple[str, tuple[ToolCall, ...] | None]:
     """``extract_tool_calls`` in the shape ``Completion`` holds: the text outside the parsed blocks
     and the calls, or the text unchanged and ``None`` when no block parsed. Blocks that did not parse
-    stay in the text (``prefkit.rollout.agent.parse_native`` re-prompts such a turn)."""
+    stay in the text (``prefkit.render.turns.parse_native`` re-prompts such a turn)."""
     found = extract_tool_calls(text)
     return found.text, found.calls or None
 
