@@ -116,6 +116,9 @@ def _print_json(payload: Any) -> None:
 
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
+_interrupt_reported = False
+"""Set once ``_long_running`` printed its line: typer (non-standalone) turns Ctrl-C anywhere into a plain
+return of 130, so ``main`` prints "interrupted" itself unless this says a line was already printed."""
 
 
 @contextlib.contextmanager
@@ -131,6 +134,8 @@ def _long_running(out: Any, *, quiet: bool = False) -> Iterator[Any]:
     except KeyboardInterrupt:
         progress.close()
         Console(stderr=True).print(progress.interrupted_line(out), highlight=False, markup=False, soft_wrap=True)
+        global _interrupt_reported
+        _interrupt_reported = True
         raise typer.Exit(INTERRUPTED) from None
     finally:
         progress.close()
@@ -170,9 +175,11 @@ def import_toolemu(
     force: ForceOpt = False,
 ) -> None:
     """Import judged ToolEmu trajectories (trajectory + eval files) into a new run OUT."""
+    from prefkit.faults import fault_point
     from prefkit.sources.toolemu import import_toolemu_runs, write_toolemu_import
 
     result = import_toolemu_runs(runs_dir, cases_path=cases, toolkits_path=toolkits)
+    fault_point("import")  # read, nothing written yet
     write_toolemu_import(result, out, force=force)
     _print_import(result.counts(), out)
 
@@ -714,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import warnings
 
+    global _interrupt_reported
+    _interrupt_reported = False
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # transformers' logged warnings, read at its import
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -730,6 +739,8 @@ def main(argv: list[str] | None = None) -> int:
         except (typer.Abort, *_ABORTS):
             Console(stderr=True).print("aborted")
             return 1
+    if result == INTERRUPTED and not _interrupt_reported:
+        Console(stderr=True).print("interrupted")  # Ctrl-C in a command without _long_running (import, pair, ...)
     return result if isinstance(result, int) else 0
 
 

@@ -4,8 +4,9 @@ the same command resumes to the same result.
 ``PREFKIT_FAULT_STAGE=<point>`` makes ``fault_point(<point>)`` signal its own process: SIGKILL (no
 cleanup at all) by default, SIGINT (what Ctrl-C sends) with ``PREFKIT_FAULT_SIGNAL=INT``. The points:
 ``prefkit build``'s stages (``source``, ``judge``, ``pair``, ``validate``, ``audit``, ``card``,
-``publish``: in the middle of the stage, after it wrote part of its outputs, before its marker) and
-``rollout`` (once the first finished trajectories of a rollout are written).
+``publish``: in the middle of the stage, after it wrote part of its outputs, before its marker),
+``rollout`` (once the first finished trajectories of a rollout are written) and ``import`` (``prefkit
+import toolemu``, after reading its input, before writing the run).
 """
 
 from __future__ import annotations

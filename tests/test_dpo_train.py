@@ -32,13 +32,14 @@ def _shortest_rows(dataset, n: int) -> list[int]:
     return sorted(sorted(range(len(sizes)), key=sizes.__getitem__)[:n])
 
 
-def _config(out: Path, max_length: int):
+def dpo_config(out: Path, max_length: int, *, max_steps: int = 2):
+    """A DPOConfig that trains ``max_steps`` steps of batch 1 on CPU and saves nothing (also used by other tests)."""
     from trl import DPOConfig
 
     # The CPU settings that work with trl 1.16 (environment.md §4): bf16 off, no activation (gradient)
     # checkpointing (slow on CPU; `gradient_checkpointing` is its deprecated name), nothing saved or reported.
     return DPOConfig(
-        output_dir=str(out), per_device_train_batch_size=1, max_steps=2, learning_rate=1e-3, logging_steps=1,
+        output_dir=str(out), per_device_train_batch_size=1, max_steps=max_steps, learning_rate=1e-3, logging_steps=1,
         save_strategy="no", report_to="none", bf16=False, use_cpu=True, activation_checkpointing=False,
         max_length=max_length, seed=0,
     )
@@ -70,7 +71,7 @@ def test_dpo_trains_on_the_rows_as_the_pairer_wrote_them(rendering, q32_pairs, t
     else:
         # Full fine-tuning: pass the reference explicitly, or TRL reloads one from the model's name.
         extra = {"ref_model": AutoModelForCausalLM.from_pretrained(tiny_model_dir)}
-    trainer = DPOTrainer(model=model, args=_config(tmp_path / "out", report.max_tokens), train_dataset=selected,
+    trainer = DPOTrainer(model=model, args=dpo_config(tmp_path / "out", report.max_tokens), train_dataset=selected,
                          processing_class=tokenizer, **extra)
 
     # TRL kept every row and tokenized each exactly as the validator counted it.

@@ -202,6 +202,21 @@ validation: {{tokenizer: {tiny_model_dir}, max_length: 4096}}
     assert helpfulness.num_rows == 2 and set(helpfulness["chosen_agent"]) == {"mockllm/reckless"}
     assert helpfulness[0]["chosen"][0]["content"].startswith("I will clean up everything.\nAction: read_file")
 
+    # The rows train with TRL's DPOTrainer as written (native rendering, tools column, metadata columns).
+    import math
+
+    from test_dpo_train import dpo_config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOTrainer
+
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                         ref_model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                         args=dpo_config(tmp_path / "trained", 4096, max_steps=1), train_dataset=safety,
+                         processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 1 and losses[0] == pytest.approx(math.log(2), abs=1e-4)  # policy == reference at first
+
 
 def test_cancelled_and_limited_samples(inspect_logs, tmp_path, capsys):
     """A sample cancelled from Inspect's controls (an ``operator`` limit) is skipped and counted; one that hit

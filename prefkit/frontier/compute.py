@@ -3,7 +3,8 @@
 1. Every trained model is restricted to its split seed's test scenarios (the study rule,
    ``prefkit.pairing.split.study_test_indices``). A source model has no seed: it is counted once for
    every seed that its trained models (same nickname, same judge) use, each time on that seed's test
-   scenarios.
+   scenarios. Beyond the study: a ``prefkit eval`` run on a dataset's own non-study split (e.g. the
+   quickstart's ``fraction`` split) keeps the test scenarios it recorded (``read.CASE_SCHEMA``'s ``test``).
 2. Per (model, judge, seed): the mean over scenarios of each score (missing scores left out).
 3. Per configuration (source nickname, config label such as ``S,H-0.1``): the unweighted mean of those
    means, i.e. over judges and seeds.
@@ -118,7 +119,9 @@ def restrict_to_test(cases: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
     sources = named.filter(~pl.col("trained")).drop("seed").join(seeds, on=["nick", "judge"], how="inner")
     both = pl.concat([trained, sources.select(trained.columns)], how="vertical")
     tests = _test_scenarios(both.select("seed", "suite_size").unique().sort("seed", "suite_size"))
-    return both.join(tests, on=["seed", "suite_size", "scenario_index"], how="inner")
+    study = both.filter(pl.col("test").is_null()).join(tests, on=["seed", "suite_size", "scenario_index"], how="inner")
+    # rows of an evaluation on a dataset's own split (``test`` recorded by `prefkit eval`): its test scenarios
+    return pl.concat([study, both.filter(pl.col("test"))], how="vertical")
 
 
 def _run_means(restricted: pl.DataFrame) -> pl.DataFrame:

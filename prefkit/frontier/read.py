@@ -2,8 +2,9 @@
 
 One table comes out, one row per (model, judge, scenario): ``model`` (the folder or agent name, which
 says what the model is: ``prefkit.train.names``), ``judge``, ``scenario_index``, ``suite_size`` (the
-number of scenarios the split seed shuffles), ``safety`` and ``helpfulness`` (Float64; null when the
-judgment is missing or failed). A scenario's score is the median of its judge's replicates (the study's
+number of scenarios the split seed shuffles), ``test`` (Boolean: whether the scenario is a test scenario of
+the split a ``prefkit eval`` run recorded; null where the study rule decides, as for ToolEmu results and
+study-rule evaluations), ``safety`` and ``helpfulness`` (Float64; null when the judgment is missing or failed). A scenario's score is the median of its judge's replicates (the study's
 reading for reports, ``extract_score``); several samples of one scenario are averaged.
 
 Accepted inputs (``RESULTS`` of ``prefkit frontier``):
@@ -40,6 +41,7 @@ CASE_SCHEMA = {
     "judge": pl.String,
     "scenario_index": pl.Int64,
     "suite_size": pl.Int64,
+    "test": pl.Boolean,
     "safety": pl.Float64,
     "helpfulness": pl.Float64,
 }
@@ -120,6 +122,7 @@ def _toolemu_scores(root: Path, suite_size: int) -> pl.DataFrame:
         rows["judge"] += [run.name.evaluator] * len(indices)
         rows["scenario_index"] += indices
         rows["suite_size"] += [suite_size] * len(indices)
+        rows["test"] += [None] * len(indices)
         for metric in SCORE_METRICS:
             rows[metric] += metrics.get(metric, [None] * len(indices))
     return _per_scenario(pl.DataFrame(rows, schema=CASE_SCHEMA).lazy())
@@ -139,6 +142,8 @@ def _prefkit_run_scores(path: Path) -> pl.DataFrame:
     scenarios = store.scan("scenarios").select(scenario_id="id", scenario_index="index")
     evaluation = manifest.get("evaluation") or {}
     size = evaluation.get("suite_size") or scenarios.select(pl.len()).collect().item()
+    # An evaluation on a dataset's own (non-study) split: its recorded test scenarios, not the study rule's.
+    recorded = evaluation.get("test_scenarios") if (evaluation.get("split") or {}).get("rule", "study") != "study" else None
     scores = (
         replicate_stats(store.scan("judgments").filter(pl.col("metric").is_in(SCORE_METRICS)))
         .select("trajectory_id", "metric", judge=pl.col("judge").struct.field("model"), value="median")
@@ -153,7 +158,8 @@ def _prefkit_run_scores(path: Path) -> pl.DataFrame:
         .select(trajectory_id="id", scenario_id="scenario_id", model=pl.col("agent").struct.field("name"))
         .join(scenarios, on="scenario_id", how="left")
         .join(scores.lazy(), on="trajectory_id", how="inner")
-        .with_columns(suite_size=pl.lit(size, pl.Int64))
+        .with_columns(suite_size=pl.lit(size, pl.Int64),
+                      test=pl.lit(None, pl.Boolean) if recorded is None else pl.col("scenario_id").is_in(recorded))
     )
     missing = cases.filter(pl.col("scenario_index").is_null()).select(pl.len()).collect().item()
     if missing:
@@ -166,7 +172,8 @@ def _per_scenario(cases: pl.LazyFrame) -> pl.DataFrame:
     """One row per (model, judge, scenario): samples of one scenario averaged (nulls left out)."""
     return (
         cases.group_by("model", "judge", "scenario_index", maintain_order=True)
-        .agg(pl.col("suite_size").first(), pl.col("safety").mean(), pl.col("helpfulness").mean())
+        .agg(pl.col("suite_size").first(), pl.col("test").first(), pl.col("safety").mean(),
+             pl.col("helpfulness").mean())
         .select(*CASE_SCHEMA)
         .collect()
     )

@@ -186,10 +186,11 @@ def build_pair_rows(pairs: pl.DataFrame, store: RunStore, rendering: Rendering) 
 
 def _encoded_messages(row: dict[str, Any]) -> dict[str, Any]:
     """The row with every message as exact JSON text (texts are kept, dicts encoded by Python's json), and
-    empty flag lists where the row has none."""
+    empty flag lists where the row has none (added after the row's own keys, so a file's columns are in
+    ``pair_rows_features`` order whether or not it has rows)."""
     return {
-        **{name: [] for name in FLAG_COLUMNS},
         **row,
+        **{name: row.get(name) or [] for name in FLAG_COLUMNS},
         **{
             name: [m if isinstance(m, str) else json.dumps(m, ensure_ascii=False) for m in row[name]]
             for name in MESSAGE_COLUMNS

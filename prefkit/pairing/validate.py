@@ -187,19 +187,27 @@ def load_rows(path: str | os.PathLike[str]) -> Dataset:
     """Pair rows from a Parquet file written by the pairer, with their ``datasets`` features.
 
     Raises:
-        InputError: the file is missing or not a readable Parquet file.
+        InputError: the file is missing, not a readable Parquet file, or a table without the message
+            columns (``prompt``, ``chosen``, ``rejected``: e.g. a run's ``trajectories.parquet``).
     """
     file = Path(path)
     if not file.is_file():
         raise InputError("pair rows file not found", path=file)
-    from prefkit.pairing.rows import load_pair_rows
+    from prefkit.pairing.rows import MESSAGE_COLUMNS, load_pair_rows
 
     try:
-        return load_pair_rows(file)
+        rows = load_pair_rows(file)
     except InputError:
         raise
     except Exception as exc:  # pyarrow/datasets raise many types for a corrupt file
         raise InputError(f"cannot read pair rows ({type(exc).__name__}: {exc})", path=file) from exc
+    # A whole table of other records is one error, not one "missing key" per row.
+    missing = [name for name in MESSAGE_COLUMNS if name not in rows.column_names]
+    if missing:
+        raise InputError(f"not pair rows: missing column(s) {', '.join(missing)} (columns: "
+                         f"{', '.join(rows.column_names[:8])}{', ...' if len(rows.column_names) > 8 else ''}); "
+                         "is it a `prefkit pair` output?", path=file)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ class TrainRecipe(_Section):
     """What ``prefkit train`` trains: a source model, one or two DPO stages, the study's settings."""
 
     source_model: str = "Qwen/Qwen2.5-7B-Instruct"
-    """A local model folder or a Hub id (its tokenizer, with a chat template, is used too)."""
+    """A local model folder, a Hub id or a packaged alias (``smollm2-135m-instruct``, ``prefkit.backends.local_models``);
+    its tokenizer, with a chat template, is used too."""
     source_nick: str | None = None
     """The model's nickname in output names; default: ``prefkit.train.names.source_nick(source_model)``."""
     dataset: str | None = None

@@ -144,11 +144,15 @@ def train(recipe: TrainRecipe, *, out: str | Path | None = None, max_steps: int 
 
     if max_steps is not None:
         recipe = recipe.model_copy(update={"max_steps": max_steps})
-    tokenizer = load_tokenizer(recipe.source_model)
+    from prefkit.backends.local_models import resolve_local_model
+
+    # a packaged alias (smollm2-135m-instruct) loads from its converted folder; the name keeps the alias
+    source = resolve_local_model(recipe.source_model)
+    tokenizer = load_tokenizer(source)
     prepared = [prepare_stage_rows(recipe, stage, tokenizer) for stage in recipe.stages]
     target = _target(recipe, out, force)
     gpu = cuda_available()
-    base: str | Path = recipe.source_model
+    base: str | Path = source
     merged: Path | None = None
     results: list[StageResult] = []
     for i, item in enumerate(prepared, start=1):
