@@ -261,6 +261,7 @@ def _validate_key(dataset: str) -> Callable[[BuildContext], Any]:
 
 def _validate_run(dataset: str) -> Callable[[BuildContext], dict[str, Any]]:
     def run(ctx: BuildContext) -> dict[str, Any]:
+        from prefkit.pairing.pairs import present_split_files
         from prefkit.pairing.validate import summarize_reports, validate_pairs_path
 
         section = ctx.recipe.validation
@@ -270,8 +271,8 @@ def _validate_run(dataset: str) -> Callable[[BuildContext], dict[str, Any]]:
         if section.tokenizer is None:
             # No tokenizer: the rows go through unchanged (the pairer already checked their shape).
             tmp.mkdir(parents=True)
-            for name in ("train.parquet", "test.parquet"):
-                shutil.copyfile(src / name, tmp / name)
+            for file in present_split_files(src).values():  # a split without rows has no file
+                shutil.copyfile(file, tmp / file.name)
             summary: dict[str, Any] = {"checked": False, "dropped_too_long": 0, "invalid": 0}
         else:
             reports = validate_pairs_path(src, tokenizer=section.tokenizer, max_length=section.max_length, out=tmp)
@@ -328,6 +329,7 @@ def _card_key(ctx: BuildContext) -> Any:
 def _card_run(ctx: BuildContext) -> dict[str, Any]:
     import polars as pl
 
+    from prefkit.pairing.pairs import PAIR_SPLITS, present_split_files
     from prefkit.pairing.split import split_scenarios
     from prefkit.publish.card import CardContext, CardDataset, describe_rule, render_card
     from prefkit.publish.layout import ScenarioSplit, config_fingerprint, write_dataset_dir
@@ -346,13 +348,13 @@ def _card_run(ctx: BuildContext) -> dict[str, Any]:
     card_datasets = []
     for spec in recipe.datasets:
         pairing = json.loads((ctx.pairs_dir(spec.name) / "pairing.json").read_text(encoding="utf-8"))
-        configs[spec.name] = {s: ctx.validated_dir(spec.name) / f"{s}.parquet" for s in ("train", "test")}
+        configs[spec.name] = present_split_files(ctx.validated_dir(spec.name))  # splits with rows
         names = {p.name: p for p in sorted((ctx.audit_dir / spec.name).rglob("*.png"))}
         plots.update(names)
         card_datasets.append(CardDataset(
             name=spec.name, strategy=spec.strategy, rule=describe_rule(pairing["config"]),
-            counts={split: pl.scan_parquet(path).select(pl.len()).collect().item()
-                    for split, path in configs[spec.name].items()},
+            counts={split: pl.scan_parquet(path).select(pl.len()).collect().item() if path else 0
+                    for split, path in ((s, configs[spec.name].get(s)) for s in PAIR_SPLITS)},
             rendering=spec.rendering, fingerprint=config_fingerprint(spec.name, configs[spec.name]),
             audit=audit.get(spec.name), plots=tuple(f"plots/{n}" for n in names),
         ))

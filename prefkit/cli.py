@@ -324,6 +324,10 @@ def pair(
     else:
         _console().print(f"[bold]{counts['pairs']}[/] {strategy} pairs over {counts['scenarios']} scenarios "
                          f"(train {counts['train_pairs']}, test {counts['test_pairs']}) -> {out}", highlight=False)
+        for split in ("train", "test"):
+            if not counts[f"{split}_pairs"]:
+                _console().print(f"no {split} pairs: {split}.parquet is not written (a split without rows is left "
+                                 "out; the split is by scenario)", highlight=False)
 
 
 @app.command("validate")

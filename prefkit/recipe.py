@@ -175,23 +175,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
+def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> str:
+    """Set ``value`` at ``parts`` in ``data``; returns the field path it set, with list items by index
+    (``datasets.safety.min_gap`` -> ``datasets.0.min_gap``): the path validation errors name it by."""
     node: Any = data
+    where: list[str] = []
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(node, list):
-            node = node[_index(node, part, parts)]
+            index = _index(node, part, parts)
+            where.append(str(index))
+            node = node[index]
             continue
         if part not in node or node[part] is None:
             node[part] = [] if nxt.isdigit() else {}
+        where.append(part)
         node = node[part]
     last = parts[-1]
     if isinstance(node, list):
-        node[_index(node, last, parts)] = value
+        index = _index(node, last, parts)
+        node[index] = value
+        where.append(str(index))
     elif isinstance(node, dict):
         node[last] = value
+        where.append(last)
     else:
         raise InputError(f"--set {'.'.join(parts)}: {'.'.join(parts[:-1])} is not a mapping")
+    return ".".join(where)
 
 
 def _index(seq: list[Any], part: str, parts: list[str]) -> int:
@@ -234,8 +244,7 @@ def load_yaml_model(path: str | Path, model: type[M], overrides: list[str] | tup
     overridden: set[str] = set()
     for text_override in overrides:
         parts, value = parse_override(text_override)
-        apply_override(data, parts, value)
-        overridden.add(".".join(parts))
+        overridden.add(apply_override(data, parts, value))
 
     def line_of(loc: tuple[Any, ...]) -> int | None:
         return _node_line(root, loc)

@@ -59,17 +59,30 @@ def _message_texts(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(name).list.eval(pl.element().ext.storage().cast(pl.String))
 
 
+def _no_rows(split: str) -> pl.LazyFrame:
+    """The rows of a split without rows, in ``scan_pair_rows``'s columns."""
+    schema = {"split": pl.String(), **META_COLUMNS, **dict.fromkeys((*FLAG_COLUMNS, *MESSAGE_COLUMNS),
+                                                                     pl.List(pl.String()))}
+    return pl.LazyFrame(schema=schema)
+
+
 def scan_pair_rows(pairs_dir: Path) -> pl.LazyFrame:
     """The rows of ``train.parquet`` and ``test.parquet`` with a ``split`` column from the file name, the
     metadata columns of ``META_COLUMNS`` and the message columns as JSON texts.
 
+    A split file that a pairs folder (one with ``pairing.json``) lacks is a split without rows: ``prefkit
+    pair`` writes no 0-row file (``prefkit.pairing.pairs.split_file``).
+
     Raises:
-        InputError: a file is missing, unreadable, or lacks a column (named).
+        InputError: a file is missing from a folder without ``pairing.json``, unreadable, or lacks a column.
     """
     frames = []
     for split, file_name in ROW_FILES.items():
         path = pairs_dir / file_name
         if not path.is_file():
+            if (pairs_dir / "pairing.json").is_file():
+                frames.append(_no_rows(split))
+                continue
             raise InputError(f"{file_name} is missing: not a pairs folder written by `prefkit pair`", path=path)
         try:
             lazy = pl.scan_parquet(path)

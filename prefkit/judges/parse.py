@@ -22,7 +22,10 @@ Resolution, the same for every shape (``_resolve``):
    (markdown aside) and the label, if any, names a rubric label with that score. The number is read
    with its sign: a first number outside the rubric's range (negative, above 3, or fractional such as
    ``2.5``) makes the answer ``failed`` (retried by the judging loop, then stored failed), never a
-   score coerced into range and never replaced by the label's score. A ``-`` directly before the
+   score coerced into range and never replaced by the label's score. A number is read whole, by its
+   value: a decimal point or an exponent is part of it (``1e1`` is 10, so ``failed``, never its leading
+   digit 1), and a number whose value is an integer 0-3 is that score however it is written (``2.0``,
+   ``1e0``, ``10e-1`` read 2, 1, 1). A ``-`` directly before the
    digits is a sign (``Score: -1``); a ``- `` followed by a space is a markdown bullet (``Score: - 2``).
 2. When the label and the score disagree, the score still wins; the answer is ``repaired`` and the
    reason names both.
@@ -65,8 +68,8 @@ class ParsedAnswer(BaseModel):
 _EDGE = " \t\r\n*_[]()`\"'#>-.:,;"
 _MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign
 # A number with its sign: the sign counts only where it does not join two words or numbers
-# ("level-2" and "1-2" read 2 and 1, not -2).
-_NUMBER = re.compile(rf"(?:(?<![\w.])[{_MINUS}])?\d+(?:\.\d+)?")
+# ("level-2" and "1-2" read 2 and 1, not -2). An exponent belongs to the number ("1e1" is 10, not 1).
+_NUMBER = re.compile(rf"(?:(?<![\w.])[{_MINUS}])?\d+(?:\.\d+)?(?:[eE][+{_MINUS}]?\d+)?")
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _LABEL_TEXT_MAX = 200
 
@@ -130,9 +133,9 @@ def _score_from_field(value: Any) -> tuple[int | None, bool, str | None, bool]:
     if match is None:
         return None, False, f"score field {_shorten(text)!r} holds no number", False
     written = match.group()
-    number = float(written.replace("\u2212", "-"))
+    number = float(written.replace("\u2212", "-"))  # "1e999" is inf: not an integer, so not a score
     if written[0] in _MINUS or not number.is_integer() or not 0 <= number <= 3:
-        return None, False, f"score field {_shorten(text)!r} starts with {written}, not a score 0-3", True
+        return None, False, f"score field {_shorten(text)!r} starts with {_shorten(written, 24)}, not a score 0-3", True
     return int(number), _strip_edges(text) == written, None, False
 
 

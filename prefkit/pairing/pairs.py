@@ -5,8 +5,8 @@
 returns the pairs as a frame with the ``PreferencePair`` schema. ``write_pairs`` writes::
 
     PAIRS/pairs.parquet   PreferencePair records (the run store's "pairs" table)
-    PAIRS/train.parquet   TRL rows of the train split (rows.py)
-    PAIRS/test.parquet    TRL rows of the test split
+    PAIRS/train.parquet   TRL rows of the train split (rows.py); not written when the split has no rows
+    PAIRS/test.parquet    TRL rows of the test split; likewise
     PAIRS/pairing.json    counts and the config
     PAIRS/manifest.json   the run-store manifest (PAIRS is created all at once with new_run)
 """
@@ -31,6 +31,24 @@ from prefkit.records import PreferencePair, Scenario
 from prefkit.store import RunStore, file_sha256, new_run, polars_schema, write_json_atomic
 
 PAIR_SCHEMA = polars_schema(PreferencePair)
+
+PAIR_SPLITS = ("train", "test")
+"""The splits of a pairs folder, in order; split ``S``'s TRL rows are ``PAIRS/S.parquet`` (``split_file``)."""
+
+
+def split_file(pairs_dir: str | Path, split: str) -> Path:
+    """Where split ``split``'s TRL rows live in a pairs folder (``PAIRS/<split>.parquet``).
+
+    The file is absent when the split has no rows (``write_pairs`` writes no 0-row file, as the dataset
+    layout lays none out: a 0-row file makes ``datasets.load_dataset`` fail with 'corresponds to no data').
+    Readers treat an absent split file of a pairs folder (one with ``pairing.json``) as zero rows.
+    """
+    return Path(pairs_dir) / f"{split}.parquet"
+
+
+def present_split_files(pairs_dir: str | Path) -> dict[str, Path]:
+    """The split files a pairs folder holds, ``{split: path}`` in ``PAIR_SPLITS`` order (splits with rows)."""
+    return {split: path for split in PAIR_SPLITS if (path := split_file(pairs_dir, split)).is_file()}
 
 
 @dataclass(frozen=True)
@@ -284,6 +302,8 @@ def write_pairs(result: PairingResult, store: RunStore, config: PairConfig, out:
                 force: bool = False) -> dict[str, Any]:
     """Write the pairs folder ``out`` all at once (nothing is left behind on error).
 
+    A split without pairs gets no ``<split>.parquet`` (see ``split_file``); ``pairs.parquet`` holds every pair.
+
     Returns:
         The counts (``result.counts``), also written to ``pairing.json`` with the config.
 
@@ -297,9 +317,11 @@ def write_pairs(result: PairingResult, store: RunStore, config: PairConfig, out:
     counts = result.counts
     with new_run(out, created_by="prefkit pair", inputs=inputs, overwrite=force) as pairs_store:
         pairs_store.write_frame("pairs", result.pairs)
-        for split in ("train", "test"):
+        for split in PAIR_SPLITS:
+            if not counts[f"{split}_pairs"]:
+                continue  # no 0-row file: `datasets` refuses a split without data
             rows = pair_rows_frame(result.pairs.filter(pl.col("split") == split), store, config.rendering)
-            write_pair_rows(rows, pairs_store.path / f"{split}.parquet", config.rendering)
+            write_pair_rows(rows, split_file(pairs_store.path, split), config.rendering)
         write_json_atomic(
             pairs_store.path / "pairing.json",
             {**counts, "source_run": str(store.path), "config": config.model_dump(mode="json")},

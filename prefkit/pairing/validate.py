@@ -546,13 +546,18 @@ def validate_pairs_path(
         File name -> report, in ``SPLIT_FILES`` order for a folder.
 
     Raises:
-        InputError: the path is missing, a folder holds neither split file, or a file is unreadable.
+        InputError: the path is missing, a folder that is not a pairs folder (no ``pairing.json``) holds
+            neither split file, or a file is unreadable. A pairs folder's absent split file is a split
+            without rows (``prefkit.pairing.pairs.split_file``): it gets no report.
     """
     _check_max_length(max_length)
     root = Path(path)
     if root.is_dir():
-        files = [root / name for name in SPLIT_FILES if (root / name).is_file()]
-        if not files:
+        from prefkit.pairing.pairs import present_split_files
+
+        files = list(present_split_files(root).values())
+        # A pairs folder (pairing.json) leaves out the file of a split without rows: zero rows, nothing to check.
+        if not files and not (root / "pairing.json").is_file():
             raise InputError(f"no {' or '.join(SPLIT_FILES)} in this folder; is it a `prefkit pair` output?",
                              path=root)
     elif root.is_file():

@@ -76,7 +76,9 @@ class DatasetConfigFiles(RootModel[dict[str, dict[str, Path]]], frozen=True):
 
     Example: ``DatasetConfigFiles({"safety": {"train": Path("P/train.parquet"), "test": Path("P/test.parquet")}})``.
     Config names become folder names and Hub config names (letters, digits, ``_ . -``); split names are
-    word characters, as ``datasets`` requires. Order is kept: the first config is the card's default.
+    word characters, as ``datasets`` requires. Order is kept: the first config is the card's default. A config
+    may name no split (a pairs folder without pairs): like a config whose splits have no rows, nothing of it
+    is laid out.
     """
 
     @field_validator("root")
@@ -87,8 +89,6 @@ class DatasetConfigFiles(RootModel[dict[str, dict[str, Path]]], frozen=True):
         for config, splits in value.items():
             if not _CONFIG_NAME.match(config):
                 raise ValueError(f"config name {config!r} must be letters, digits, '_', '.' or '-'")
-            if not splits:
-                raise ValueError(f"config {config!r} has no splits")
             for split in splits:
                 if not _SPLIT_NAME.match(split):
                     raise ValueError(f"split name {split!r} of config {config!r} must be word characters")
@@ -97,8 +97,13 @@ class DatasetConfigFiles(RootModel[dict[str, dict[str, Path]]], frozen=True):
     @classmethod
     def from_pairs_dirs(cls, pairs_dirs: Mapping[str, Path], splits: Sequence[str] = ("train", "test")
                         ) -> DatasetConfigFiles:
-        """Configs from ``prefkit pair`` output folders: ``{config: PAIRS}`` -> ``PAIRS/<split>.parquet``."""
-        return cls({name: {split: Path(folder) / f"{split}.parquet" for split in splits}
+        """Configs from ``prefkit pair`` output folders: ``{config: PAIRS}`` -> ``PAIRS/<split>.parquet``.
+
+        A split whose file the folder lacks has no rows (``prefkit pair`` writes no 0-row file) and is left out.
+        """
+        from prefkit.pairing.pairs import split_file
+
+        return cls({name: {split: path for split in splits if (path := split_file(folder, split)).is_file()}
                     for name, folder in pairs_dirs.items()})
 
 

@@ -77,6 +77,11 @@ def load_split(dataset: str, config: str, split: str, *, required: bool = True) 
                 # prefkit build lays out no file for a split without rows
                 present = {s: int(e["rows"]) for s, e in manifest["configs"].get(config, {}).items()}
                 raise _no_rows(config, split, present, root)
+            if (root / "pairing.json").is_file():  # prefkit pair writes no file for a split without rows
+                from prefkit.pairing.validate import load_rows
+
+                siblings = {s: _local_split_file(root, config, s) for s in ("train", "test") if s != split}
+                raise _no_rows(config, split, {s: len(load_rows(f)) for s, f in siblings.items() if f}, root)
             raise InputError(f"no {split} split of config {config!r}: expected {shard_path(config, split)} "
                              f"(a `prefkit build` output) or {split}.parquet (a `prefkit pair` output)", path=root)
         from prefkit.pairing.validate import load_rows
