@@ -19,6 +19,7 @@ import pytest
 import trl
 
 from prefkit.cli import main
+from prefkit.pairing.pairs import present_split_files
 from prefkit.pairing.rows import load_pair_rows
 from prefkit.pairing.validate import load_tokenizer, validate_pair_rows, validate_pairs_path
 
@@ -93,7 +94,7 @@ def test_the_case_rows_rebuilt_by_prefkit_validate_with_the_case_template(shared
     assert main(["validate", str(pairs), "--tokenizer", str(tok), "--max-length", "100000", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["rows"], summary["valid"], summary["invalid"]) == (2, 2, 0)
-    rows = [*load_pair_rows(pairs / "train.parquet"), *load_pair_rows(pairs / "test.parquet")]
+    rows = [row for path in present_split_files(pairs).values() for row in load_pair_rows(path)]
     rejected = next(r["rejected"] for r in rows if r["scenario_id"] == "official_0")
     assert [(c["id"], c["function"]["arguments"]) for m in rejected for c in (m["tool_calls"] or [])] == [
         ("call00000", {"keywords": "Test", "max_results": "five"}),
