@@ -13,11 +13,10 @@ from pathlib import Path
 import polars as pl
 
 from prefkit.audit.refusal import refusal_expr
-from prefkit.audit.report import SplitName
 from prefkit.errors import InputError
+from prefkit.pairing.pairs import PAIR_SPLITS, split_file
 from prefkit.store import RunStore
 
-ROW_FILES: dict[SplitName, str] = {"train": "train.parquet", "test": "test.parquet"}
 MESSAGE_COLUMNS = ("prompt", "chosen", "rejected")
 META_COLUMNS: dict[str, pl.DataType] = {
     "scenario_id": pl.String(),
@@ -77,8 +76,9 @@ def scan_pair_rows(pairs_dir: Path) -> pl.LazyFrame:
         InputError: a file is missing from a folder without ``pairing.json``, unreadable, or lacks a column.
     """
     frames = []
-    for split, file_name in ROW_FILES.items():
-        path = pairs_dir / file_name
+    for split in PAIR_SPLITS:
+        path = split_file(pairs_dir, split)
+        file_name = path.name
         if not path.is_file():
             if (pairs_dir / "pairing.json").is_file():
                 frames.append(_no_rows(split))

@@ -62,8 +62,6 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 """Roles the rows may use. Chat templates silently drop roles they do not know (Qwen2.5 does)."""
 TRL_KEYS = ("prompt", "chosen", "rejected")
 """The columns TRL trains on; the others are metadata, which DPOTrainer ignores."""
-SPLIT_FILES = ("train.parquet", "test.parquet")
-"""The row files of a pairer output folder that ``validate_pairs_path`` checks."""
 
 
 class InvalidRow(BaseModel):
@@ -543,7 +541,7 @@ def validate_pairs_path(
     With ``out``, the kept rows of each file are written to ``out/<file name>``.
 
     Returns:
-        File name -> report, in ``SPLIT_FILES`` order for a folder.
+        File name -> report, in ``prefkit.pairing.pairs.PAIR_SPLITS`` order for a folder.
 
     Raises:
         InputError: the path is missing, a folder that is not a pairs folder (no ``pairing.json``) holds
@@ -553,12 +551,13 @@ def validate_pairs_path(
     _check_max_length(max_length)
     root = Path(path)
     if root.is_dir():
-        from prefkit.pairing.pairs import present_split_files
+        from prefkit.pairing.pairs import PAIR_SPLITS, present_split_files, split_file
 
         files = list(present_split_files(root).values())
         # A pairs folder (pairing.json) leaves out the file of a split without rows: zero rows, nothing to check.
         if not files and not (root / "pairing.json").is_file():
-            raise InputError(f"no {' or '.join(SPLIT_FILES)} in this folder; is it a `prefkit pair` output?",
+            names = " or ".join(split_file(root, split).name for split in PAIR_SPLITS)
+            raise InputError(f"no {names} in this folder; is it a `prefkit pair` output?",
                              path=root)
     elif root.is_file():
         files = [root]
